@@ -1,0 +1,155 @@
+"""The backbone interface: the one seam between a vision-language model family and the rest.
+
+A backbone knows how to load itself from a local folder (official layout) or build itself from a
+config, which image token its prompts use, how to turn records (text with MMEB `<|image_k|>`
+placeholders + PIL images) into model inputs, and how to return final hidden states for a batch
+without computing LM logits. It knows nothing about pooling, losses or training.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from PIL import Image
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
+#: The placeholder MMEB stores in its instructions: `<|image_1|>`, `<|image_2|>`, ...
+MMEB_IMAGE_PLACEHOLDER = re.compile(r"<\|image_(\d+)\|>")
+
+TextInput = str | Sequence[str]
+ImagesInput = Image.Image | Sequence[Image.Image] | Sequence[Sequence[Image.Image] | None] | None
+
+
+def normalize_batch(text: TextInput, images: ImagesInput) -> tuple[list[str], list[list[Image.Image]]]:
+    """Accept `processor("one text", [img])` as well as `processor([t1, t2], [[img], []])`.
+
+    Returns parallel lists: texts and, per row, the list of its images (possibly empty).
+    """
+    if isinstance(text, str):
+        texts = [text]
+        if images is None:
+            per_row: list[list[Image.Image]] = [[]]
+        elif isinstance(images, Image.Image):
+            per_row = [[images]]
+        else:
+            per_row = [[im for im in images if im is not None]]  # type: ignore[union-attr]
+        return texts, per_row
+    texts = list(text)
+    if images is None:
+        return texts, [[] for _ in texts]
+    if len(images) != len(texts):  # type: ignore[arg-type]
+        raise ValueError(f"got {len(texts)} texts but {len(images)} image entries")  # type: ignore[arg-type]
+    per_row = []
+    for row in images:  # type: ignore[union-attr]
+        if row is None:
+            per_row.append([])
+        elif isinstance(row, Image.Image):
+            per_row.append([row])
+        else:
+            per_row.append([im for im in row if im is not None])
+    return texts, per_row
+
+
+def check_placeholders(text: str, num_images: int, row: int | None = None) -> list[int]:
+    """Validate MMEB placeholders: numbered 1..n, contiguous, n == number of images. Returns the numbers."""
+    nums = [int(m) for m in MMEB_IMAGE_PLACEHOLDER.findall(text)]
+    where = f"row {row}: " if row is not None else ""
+    if sorted(nums) != list(range(1, len(nums) + 1)):
+        raise ValueError(
+            f"{where}image placeholders must be <|image_1|>..<|image_n|> in order, got {nums} in {text[:80]!r}"
+        )
+    if len(nums) != num_images:
+        raise ValueError(
+            f"{where}prompt has {len(nums)} image placeholder(s) but {num_images} image(s) were given: {text[:80]!r}"
+        )
+    return nums
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert to RGB; an alpha channel is dropped (not composited), as the official processors do."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class Backbone(ABC):
+    """A model family. Instances are stateless helpers; the weights live in the nn.Module they build."""
+
+    #: registry key, also written to saved folders
+    name: ClassVar[str]
+    #: model_type values in config.json that this backbone opens
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: LoRA targets in the language model (default) and in the vision tower (with lora_vision)
+    lora_targets: ClassVar[list[str]] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    vision_lora_targets: ClassVar[list[str]] = []
+    #: regex fragments locating the language model / vision tower in module names (None: plain names)
+    language_model_pattern: ClassVar[str | None] = None
+    vision_pattern: ClassVar[str | None] = None
+    #: batch keys whose first dimension runs over images, not rows; routed to chunks by `num_images`
+    per_image_keys: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:
+        """Load the HF model (weights, config) from a local folder in the official layout."""
+
+    @abstractmethod
+    def model_from_config(self, hf_config: Any, cfg: ModelConfig) -> torch.nn.Module:
+        """Build a randomly initialised model from a transformers config object."""
+
+    @abstractmethod
+    def load_processor(self, path: str, cfg: ModelConfig) -> Any:
+        """Return a callable processor: `processor(texts, images, max_length=...) -> dict of tensors`."""
+
+    @abstractmethod
+    def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Final-layer hidden states [B, T, H] for a processed batch, without computing LM logits."""
+
+    def save_model(self, model: torch.nn.Module, path: str) -> None:
+        """Write the model in the official layout (config.json + safetensors)."""
+        model.save_pretrained(path, safe_serialization=True)
+
+    def split_batch(
+        self, inputs: Mapping[str, torch.Tensor], chunk_size: int
+    ) -> list[dict[str, torch.Tensor]]:
+        """Cut a processed batch into chunks of `chunk_size` rows (GradCache, evaluation).
+
+        Row tensors are sliced on dim 0; tensors in `per_image_keys` go with the rows that own the
+        images, as counted by the batch's `num_images` [B] tensor.
+        """
+        n = inputs["input_ids"].shape[0]
+        counts = inputs["num_images"].tolist() if "num_images" in inputs else [0] * n
+        chunks, img = [], 0
+        for s in range(0, n, chunk_size):
+            e = min(s + chunk_size, n)
+            chunk = {k: v[s:e] for k, v in inputs.items() if k not in self.per_image_keys}
+            k = img + sum(counts[s:e])
+            for key in self.per_image_keys:
+                if key in inputs and k > img:
+                    chunk[key] = inputs[key][img:k]
+            img = k
+            chunks.append(chunk)
+        return chunks
+
+    def lora_target_modules(self, cfg: ModelConfig) -> list[str] | str:
+        """peft targets: the language model's projections, plus the vision tower's with ``lora_vision``.
+
+        When the backbone names its sub-module patterns, a regex (peft full-matches it against module
+        names) keeps the adapters inside the intended towers even where leaf names are shared.
+        """
+        lm = list(cfg.lora_target_modules or self.lora_targets)
+        vision = list(self.vision_lora_targets) if cfg.lora_vision else []
+        if self.language_model_pattern is None:
+            return lm + [t for t in vision if t not in lm]
+        alternatives = [rf".*{self.language_model_pattern}.*\.({'|'.join(map(re.escape, lm))})"]
+        if vision:
+            alternatives.append(rf".*{self.vision_pattern}.*\.({'|'.join(map(re.escape, vision))})")
+        return "|".join(f"(?:{a})" for a in alternatives)
+
+    def hidden_size(self, model: torch.nn.Module) -> int:
+        config = model.config
+        text = getattr(config, "text_config", None) or config
+        return int(text.hidden_size)

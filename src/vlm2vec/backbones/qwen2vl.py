@@ -1,0 +1,296 @@
+"""Qwen2-VL and Qwen2.5-VL backbones on transformers' own classes.
+
+Two prompt formats (``ModelConfig.prompt_format``):
+
+- ``vlm2vec`` (default): each MMEB ``<|image_k|>`` becomes N ``<|image_pad|>`` tokens with no
+  ``<|vision_start|>``/``<|vision_end|>``, and every token gets a plain 1-D position. This is how
+  VLM2Vec's released Qwen checkpoints were trained (REFERENCE §6), so it is what they need.
+- ``native``: ``<|vision_start|>`` + N pads + ``<|vision_end|>`` with the model's 3-D M-RoPE
+  positions, as the base model was pre-trained.
+
+Position ids are always computed here from the attention mask, so left and right padding give the
+same hidden states and no state is carried between calls (the HF model caches ``rope_deltas``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
+
+from ..config import ModelConfig
+from . import register_backbone
+from .base import (
+    MMEB_IMAGE_PLACEHOLDER,
+    Backbone,
+    ImagesInput,
+    TextInput,
+    check_placeholders,
+    normalize_batch,
+    to_rgb,
+)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Map a config dtype string to torch, with a clear error."""
+    if name not in _DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    return _DTYPES[name]
+
+
+def padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """1-D positions 0..n-1 over the real tokens of each row, whatever the padding side."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class QwenVLProcessor:
+    """Turns (text with MMEB placeholders, images) into Qwen-VL model inputs.
+
+    Text pieces between placeholders are tokenised on their own (the special tokens around them make
+    this identical to tokenising the expanded string) so that truncation can cut text tokens without
+    ever cutting an image's tokens: ``max_length`` bounds the *text* tokens of a row.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: Any,
+        prompt_format: str = "vlm2vec",
+        max_length: int | None = None,
+    ):
+        if prompt_format not in ("vlm2vec", "native"):
+            raise ValueError(f"model.prompt_format must be 'vlm2vec' or 'native', got {prompt_format!r}")
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.prompt_format = prompt_format
+        self.max_length = max_length
+        self.image_token = "<|image_pad|>"
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>") if t not in vocab]
+        if missing:
+            raise ValueError(f"tokenizer lacks Qwen-VL special tokens {missing}")
+        self.image_token_id = vocab["<|image_pad|>"]
+        self.vision_start_id = vocab["<|vision_start|>"]
+        self.vision_end_id = vocab["<|vision_end|>"]
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.merge_size = int(getattr(image_processor, "merge_size", 2))
+
+    def _row_ids(
+        self, text: str, n_tokens_per_image: list[int], max_text: int | None
+    ) -> tuple[list[int], list[int]]:
+        pieces = MMEB_IMAGE_PLACEHOLDER.split(text)
+        # split() with one group returns [text, num, text, num, ..., text]
+        texts, nums = pieces[0::2], [int(n) for n in pieces[1::2]]
+        encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in texts]
+        if max_text is not None:
+            budget = max_text
+            for i, ids in enumerate(encoded):
+                encoded[i] = ids[: max(budget, 0)]
+                budget -= len(encoded[i])
+        ids: list[int] = []
+        types: list[int] = []
+        for i, piece in enumerate(encoded):
+            ids += piece
+            types += [0] * len(piece)
+            if i < len(nums):
+                n = n_tokens_per_image[nums[i] - 1]
+                if self.prompt_format == "native":
+                    ids += [self.vision_start_id] + [self.image_token_id] * n + [self.vision_end_id]
+                    types += [0] + [1] * n + [0]
+                else:
+                    ids += [self.image_token_id] * n
+                    types += [1] * n
+        return ids, types
+
+    def __call__(
+        self,
+        text: TextInput,
+        images: ImagesInput = None,
+        max_length: int | None = None,
+        padding_side: str = "right",
+    ) -> dict[str, torch.Tensor]:
+        texts, per_row = normalize_batch(text, images)
+        max_text = max_length if max_length is not None else self.max_length
+        flat = [to_rgb(im) for row in per_row for im in row]
+        out: dict[str, torch.Tensor] = {}
+        n_tokens: list[int] = []
+        if flat:
+            pix = self.image_processor(images=flat, return_tensors="pt")
+            out["pixel_values"] = pix["pixel_values"]
+            out["image_grid_thw"] = pix["image_grid_thw"]
+            n_tokens = (pix["image_grid_thw"].prod(-1) // self.merge_size**2).tolist()
+        rows, row_types = [], []
+        start = 0
+        for r, (t, imgs) in enumerate(zip(texts, per_row)):
+            check_placeholders(t, len(imgs), row=r)
+            ids, types = self._row_ids(t, n_tokens[start : start + len(imgs)], max_text)
+            start += len(imgs)
+            if not ids:
+                raise ValueError(f"row {r}: empty prompt (no text and no image)")
+            rows.append(ids)
+            row_types.append(types)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        mm_types = torch.zeros((len(rows), width), dtype=torch.int)
+        for i, (ids, types) in enumerate(zip(rows, row_types)):
+            sl = slice(0, len(ids)) if padding_side == "right" else slice(width - len(ids), width)
+            input_ids[i, sl] = torch.tensor(ids)
+            mask[i, sl] = 1
+            mm_types[i, sl] = torch.tensor(types, dtype=torch.int)
+        out.update(
+            input_ids=input_ids,
+            attention_mask=mask,
+            mm_token_type_ids=mm_types,
+            num_images=torch.tensor([len(r) for r in per_row], dtype=torch.long),
+        )
+        return out
+
+    def save_pretrained(self, path: str) -> None:
+        self.tokenizer.save_pretrained(path)
+        self.image_processor.save_pretrained(path)
+
+
+def split_qwen_batch(inputs: Mapping[str, torch.Tensor], chunk_size: int) -> list[dict[str, torch.Tensor]]:
+    """Split a processed batch into row chunks. ``pixel_values`` is a flat patch tensor with one
+    ``image_grid_thw`` row per *image*; ``num_images`` says which images belong to which row."""
+    n = inputs["input_ids"].shape[0]
+    grid = inputs.get("image_grid_thw")
+    per_row = inputs["num_images"].tolist()
+    patches_per_image = grid.prod(-1).tolist() if grid is not None else []
+    chunks = []
+    img, patch = 0, 0
+    for s in range(0, n, chunk_size):
+        e = min(s + chunk_size, n)
+        chunk = {k: v[s:e] for k, v in inputs.items() if k not in ("pixel_values", "image_grid_thw")}
+        k = img + sum(per_row[s:e])
+        if k > img:
+            p = patch + sum(patches_per_image[img:k])
+            chunk["image_grid_thw"] = grid[img:k]
+            chunk["pixel_values"] = inputs["pixel_values"][patch:p]
+            patch = p
+        img = k
+        chunks.append(chunk)
+    return chunks
+
+
+class _QwenVLBase(Backbone):
+    lora_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    vision_lora_targets = ["qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj"]
+    language_model_pattern = r"language_model\."
+    vision_pattern = r"visual\.blocks\."
+    model_class_name: str = ""
+
+    def _model_class(self) -> type:
+        import transformers
+
+        return getattr(transformers, self.model_class_name)
+
+    def _finish(self, model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+        # Only hidden states are used: the LM head would get no gradient and break DDP, so freeze it
+        # unless it is tied to the input embeddings (then it is the embedding and is used).
+        head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+        if head is not None and head.weight is not emb.weight:
+            head.weight.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        return model
+
+    def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:
+        model = self._model_class().from_pretrained(
+            path, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+        )
+        return self._finish(model, cfg)
+
+    def model_from_config(self, hf_config: Any, cfg: ModelConfig) -> torch.nn.Module:
+        hf_config._attn_implementation = cfg.attn_implementation
+        model = self._model_class()._from_config(hf_config, dtype=torch_dtype(cfg.dtype))
+        return self._finish(model, cfg)
+
+    def load_processor(self, path: str, cfg: ModelConfig) -> QwenVLProcessor:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        kwargs = {}
+        if cfg.max_pixels is not None or cfg.min_pixels is not None:
+            size = {}
+            if cfg.min_pixels is not None:
+                size["shortest_edge"] = cfg.min_pixels
+            if cfg.max_pixels is not None:
+                size["longest_edge"] = cfg.max_pixels
+            kwargs["size"] = size
+        image_processor = AutoImageProcessor.from_pretrained(path, **kwargs)
+        return QwenVLProcessor(tokenizer, image_processor, cfg.prompt_format, cfg.max_length)
+
+    def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        inner = _unwrap(model).model  # Qwen2VLModel: no LM head, no logits
+        mask = inputs["attention_mask"]
+        has_images = inputs.get("pixel_values") is not None
+        mm_types = inputs["mm_token_type_ids"]
+        if has_images and _is_native(inputs, inner.config):
+            position_ids, _ = inner.get_rope_index(
+                inputs["input_ids"],
+                mm_token_type_ids=mm_types,
+                image_grid_thw=inputs["image_grid_thw"],
+                attention_mask=mask,
+            )
+        else:
+            position_ids = padded_positions(mask)
+            mm_types = torch.zeros_like(mm_types)  # 1-D positions for image pads (vlm2vec format)
+        out = inner(
+            input_ids=inputs["input_ids"],
+            attention_mask=mask,
+            position_ids=position_ids,
+            pixel_values=inputs.get("pixel_values"),
+            image_grid_thw=inputs.get("image_grid_thw"),
+            mm_token_type_ids=mm_types,
+            use_cache=False,
+        )
+        return out.last_hidden_state
+
+    def split_batch(
+        self, inputs: Mapping[str, torch.Tensor], chunk_size: int
+    ) -> list[dict[str, torch.Tensor]]:
+        return split_qwen_batch(inputs, chunk_size)
+
+
+def _is_native(inputs: Mapping[str, torch.Tensor], config: Any) -> bool:
+    """A batch uses the native format when its prompts carry <|vision_start|> tokens."""
+    return bool((inputs["input_ids"] == config.vision_start_token_id).any())
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The HF model under a PEFT wrapper (LoRA layers are injected in place, so they stay active)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+@register_backbone
+class Qwen2VLBackbone(_QwenVLBase):
+    name = "qwen2_vl"
+    model_types = ("qwen2_vl",)
+    model_class_name = "Qwen2VLForConditionalGeneration"
+
+
+@register_backbone
+class Qwen25VLBackbone(_QwenVLBase):
+    name = "qwen2_5_vl"
+    model_types = ("qwen2_5_vl",)
+    model_class_name = "Qwen2_5_VLForConditionalGeneration"
+
+
+def load_hf_config(path: str) -> Any:
+    """The transformers config of a local folder (offline)."""
+    return AutoConfig.from_pretrained(path)
+
+
+__all__: Sequence[str] = [
+    "QwenVLProcessor",
+    "Qwen2VLBackbone",
+    "Qwen25VLBackbone",
+    "split_qwen_batch",
+    "torch_dtype",
+]
