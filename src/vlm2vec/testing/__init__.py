@@ -3,6 +3,28 @@
 Used by the test-suite and the CPU demo; nothing here downloads anything.
 """
 
+from .synthetic import (
+    DEFAULT_EVAL_DATASETS,
+    DEFAULT_TRAIN_SUBSETS,
+    KIND_BY_META_TASK,
+    MMEB_EVAL_KINDS,
+    MMEB_TRAIN_KINDS,
+    write_synthetic_mmeb_eval,
+    write_synthetic_mmeb_train,
+)
 from .tiny import CORPUS, TINY_BUILDERS, make_tiny_checkpoint, tiny_model_config, train_byte_level_tokenizer
 
-__all__ = ["CORPUS", "TINY_BUILDERS", "make_tiny_checkpoint", "tiny_model_config", "train_byte_level_tokenizer"]
+__all__ = [
+    "CORPUS",
+    "DEFAULT_EVAL_DATASETS",
+    "DEFAULT_TRAIN_SUBSETS",
+    "KIND_BY_META_TASK",
+    "MMEB_EVAL_KINDS",
+    "MMEB_TRAIN_KINDS",
+    "TINY_BUILDERS",
+    "make_tiny_checkpoint",
+    "tiny_model_config",
+    "train_byte_level_tokenizer",
+    "write_synthetic_mmeb_eval",
+    "write_synthetic_mmeb_train",
+]

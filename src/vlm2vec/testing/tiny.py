@@ -25,7 +25,7 @@ CORPUS = (
     "brown cyan circle square triangle star cross diamond ring heart background striped checkered plain noisy "
     "left right top bottom center one two three four five small large picture photo text label object shape "
     "color answer question image caption query target document query: passage: 0 1 2 3 4 5 6 7 8 9 "
-    "the quick brown fox jumps over the lazy dog A cat and a dog"
+    "the quick brown fox jumps over the lazy dog A cat and a dog sun tree moon fish boat book car home key map cup"
 )
 
 QWEN_SPECIAL_TOKENS = [
