@@ -128,11 +128,16 @@ class EmbeddingModel(nn.Module):
         return F.normalize(reps, dim=-1) if self.cfg.normalize else reps
 
     def forward(
-        self, qry: Mapping[str, torch.Tensor] | None = None, tgt: Mapping[str, torch.Tensor] | None = None
+        self,
+        qry: Mapping[str, torch.Tensor] | None = None,
+        tgt: Mapping[str, torch.Tensor] | None = None,
+        neg: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor | None]:
+        """Reps of whichever sides are given (hard negatives are encoded like targets); others None."""
         return {
             "qry_reps": self.encode(qry) if qry is not None else None,
             "tgt_reps": self.encode(tgt) if tgt is not None else None,
+            "neg_reps": self.encode(neg) if neg is not None else None,
         }
 
     @staticmethod
