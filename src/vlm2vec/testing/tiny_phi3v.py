@@ -25,7 +25,8 @@ from transformers import PreTrainedTokenizerFast
 
 from ..backbones.phi3v import save_phi3v
 from ..backbones.phi3v_model import Phi3VConfig, Phi3VForCausalLM
-from ..backbones.phi3v_processor import CLIP_MEAN, CLIP_STD
+from ..backbones.phi3v_processor import Phi3VProcessor, preprocessor_config
+from .tiny import CORPUS
 
 SPECIAL = ["<unk>", "<s>", "</s>"]
 EXTRA_SPECIAL = ["<|endoftext|>", "<|system|>", "<|end|>", "<|user|>", "<|assistant|>"]
@@ -41,10 +42,12 @@ WORDS = (
 def _corpus(seed: int, lines: int = 400) -> list[str]:
     rng = random.Random(seed)
     base = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(lines)]
-    return base + [s.capitalize() + rng.choice([".", "?", ":", "!"]) for s in base[: lines // 2]]
+    return (
+        base + [s.capitalize() + rng.choice([".", "?", ":", "!"]) for s in base[: lines // 2]] + [CORPUS] * 4
+    )
 
 
-def train_tokenizer(seed: int = 0, vocab_size: int = 200) -> PreTrainedTokenizerFast:
+def train_tokenizer(seed: int = 0, vocab_size: int = 400) -> PreTrainedTokenizerFast:
     """A Llama/Phi-3.5-style BPE tokenizer trained on a small synthetic corpus."""
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
@@ -171,13 +174,10 @@ def write_tiny_phi3v(folder: str | Path, **overrides: Any) -> Path:
     save_phi3v(model, folder, max_shard_bytes=max_shard_bytes)
     _write_tokenizer(tokenizer, folder)
     vision = config.vision_config
-    preprocessor = {
-        "image_processor_type": "Phi3VImageProcessor",
-        "processor_class": "Phi3VProcessor",
-        "num_crops": num_crops,
-        "num_img_tokens": (vision.image_size // vision.patch_size // 2) ** 2,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-    }
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
+    processor = Phi3VProcessor(
+        tokenizer, num_crops=num_crops, crop_size=vision.image_size, patch_size=vision.patch_size
+    )
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(preprocessor_config(processor), indent=2) + "\n"
+    )
     return folder
