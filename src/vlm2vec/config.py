@@ -119,6 +119,8 @@ class TrainConfig:
     run_name: str | None = None
     resume: bool = False
     deepspeed_config: str | None = None
+    stop_at_step: int | None = None  # leave early after this step with a checkpoint (time-limited jobs)
+    prepare_demo: bool = False  # create the tiny model / synthetic data at the configured paths if missing
 
 
 @dataclass
@@ -126,8 +128,8 @@ class EvalConfig:
     """MMEB evaluation: which datasets, where they are, batching and caching."""
 
     data_dir: str | None = None  # local MMEB-eval clone (one folder per dataset)
-    image_root: str | None = None  # default: <data_dir>
-    datasets: list[str] = field(default_factory=list)  # empty -> all 36 (or all found)
+    image_root: str | None = None  # default: first of <data_dir>/images, <data_dir>/eval_images, <data_dir>
+    datasets: list[str] = field(default_factory=list)  # [] and no meta_tasks -> all in data_dir
     meta_tasks: list[str] = field(default_factory=list)
     output_dir: str = "eval_out"
     cache_dir: str | None = None  # default: <output_dir>/cache
@@ -135,6 +137,8 @@ class EvalConfig:
     skip_missing: bool = False
     max_queries: int | None = None
     top_k_predictions: int = 10
+    num_workers: int = 0  # DataLoader workers that read images and run the processor while the model encodes
+    cache_chunk_items: int = 1024  # items per cache chunk file: the work an interrupted run can lose
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""Encode distinct items in length-sorted batches, sharded across processes, through the rep cache.
+
+Exactness by construction: the batches are cut from the full length-sorted item list, independently of
+the number of processes and of what the cache already holds; a batch is either taken whole from the
+cache or encoded whole. So every item is always encoded with the same batch neighbours (the same
+padding), and one process, two processes and an interrupted-then-resumed run give bitwise the same
+reps. Batches are dealt round-robin to the processes one chunk at a time; after each chunk the reps are
+gathered to every process and the main process writes the chunk to the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .cache import RepCache
+from .items import Item, item_key
+
+
+class ProcessState(Protocol):
+    """What we need from `accelerate.PartialState` (or a stand-in for one process)."""
+
+    num_processes: int
+    process_index: int
+
+    @property
+    def is_main_process(self) -> bool: ...
+
+
+@dataclass
+class SingleProcess:
+    num_processes: int = 1
+    process_index: int = 0
+    is_main_process: bool = True
+
+
+def load_image(root: Path, rel: str) -> Image.Image:
+    """Open an image as RGB (alpha dropped), fully read so the file handle is closed."""
+    with Image.open(root / rel) as im:
+        return im.convert("RGB")
+
+
+def length_order(items: list[Item]) -> list[int]:
+    """Longest first (image items, then by text length), index as tie-break: deterministic."""
+    return sorted(range(len(items)), key=lambda i: (-bool(items[i].image), -len(items[i].text), i))
+
+
+@dataclass
+class EncodePlan:
+    """Which batches of a side must be encoded and which come from the cache."""
+
+    items: list[Item]
+    keys: list[str]
+    batches: list[list[int]]
+    todo: list[list[int]]
+    cached: dict[str, torch.Tensor]
+    cache: RepCache | None
+
+    @property
+    def num_todo_items(self) -> int:
+        return sum(len(b) for b in self.todo)
+
+
+def plan_encoding(items: list[Item], batch_size: int, cache: RepCache | None) -> EncodePlan:
+    """Cut length-sorted batches and mark those with any item missing from the cache."""
+    if batch_size < 1:
+        raise ValueError(f"eval batch_size must be >= 1, got {batch_size}")
+    keys = [item_key(it) for it in items]
+    order = length_order(items)
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    cached = cache.load() if cache is not None else {}
+    todo = [b for b in batches if any(keys[i] not in cached for i in b)]
+    return EncodePlan(items, keys, batches, todo, cached, cache)
+
+
+class _BatchInputs(Dataset):
+    """Loads a batch's images and runs the processor; runs in DataLoader workers when num_workers > 0."""
+
+    def __init__(
+        self, batches: list[list[int]], items: list[Item], image_root: Path, processor: Callable, max_length
+    ):
+        self.batches, self.items, self.image_root = batches, items, image_root
+        self.processor, self.max_length = processor, max_length
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[list[int], dict[str, Any]]:
+        batch = self.batches[i]
+        texts = [self.items[j].text for j in batch]
+        images = [
+            [load_image(self.image_root, self.items[j].image)] if self.items[j].image else [] for j in batch
+        ]
+        return batch, dict(self.processor(texts, images, max_length=self.max_length))
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _to_device(inputs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    out = {}
+    for k, v in inputs.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, dtype=dtype if v.is_floating_point() else None)
+        out[k] = v
+    return out
+
+
+def _gather(obj: list, state: ProcessState) -> list:
+    if state.num_processes == 1:
+        return obj
+    from accelerate.utils import gather_object
+
+    return gather_object(obj)
+
+
+def run_plan(
+    model: Any,
+    plan: EncodePlan,
+    *,
+    image_root: Path,
+    state: ProcessState | None = None,
+    chunk_items: int = 1024,
+    num_workers: int = 0,
+    bar: Any = None,
+) -> torch.Tensor:
+    """Encode the plan's todo batches (sharded), save them to the cache, return float32 reps [N, H]."""
+    state = state or SingleProcess()
+    world, rank = state.num_processes, state.process_index
+    done: dict[str, torch.Tensor] = dict(plan.cached)
+    param = next(iter(model.parameters()))
+    max_length = getattr(getattr(model, "cfg", None), "max_length", None)
+    batch_size = max(len(b) for b in plan.batches) if plan.batches else 1
+    per_chunk = max(1, chunk_items // batch_size) * world
+    chunks = [plan.todo[s : s + per_chunk][rank::world] for s in range(0, len(plan.todo), per_chunk)]
+    # one loader for all of this process's batches, so its workers start once per side and dataset
+    loader = DataLoader(
+        _BatchInputs(
+            [b for mine in chunks for b in mine], plan.items, image_root, model.processor, max_length
+        ),
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_identity,
+    )
+    batches = iter(loader)
+    for mine in chunks:
+        local: list[tuple[list[int], torch.Tensor]] = []
+        with torch.inference_mode():
+            for _ in mine:
+                batch, inputs = next(batches)
+                reps = model.encode(_to_device(inputs, param.device, param.dtype))
+                if reps.shape[0] != len(batch):
+                    raise RuntimeError(
+                        f"model.encode returned {reps.shape[0]} reps for a batch of {len(batch)}"
+                    )
+                local.append((batch, reps.float().cpu()))
+                if bar is not None:
+                    bar.update(len(batch))
+        gathered = _gather(local, state)  # every process takes part, even with no batch of its own
+        idx = [i for batch, _ in gathered for i in batch]
+        reps = torch.cat([r for _, r in gathered]) if gathered else torch.empty(0)
+        if bar is not None:
+            bar.update(len(idx) - sum(len(b) for b, _ in local))
+        chunk_keys = [plan.keys[i] for i in idx]
+        done.update(zip(chunk_keys, reps.unbind(0)))
+        if plan.cache is not None and state.is_main_process and idx:
+            plan.cache.save(chunk_keys, reps)
+    if not plan.items:
+        return torch.empty(0, 0)
+    return torch.stack([done[k] for k in plan.keys])

@@ -1,0 +1,85 @@
+"""Distinct-item deduplication: every distinct (text, image) of a dataset is encoded once.
+
+Candidates repeat heavily across queries (a classification dataset's candidates are its class names),
+so the naive `queries + queries x candidates` encodings shrink to a small fraction. Queries and
+candidates are deduplicated separately: they are encoded in separate passes because their instructions
+(and so their lengths and batch neighbours) differ, and keeping the sides apart keeps that true for
+encoders that treat the sides differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .mmeb_eval import EvalExample
+
+
+@dataclass(frozen=True)
+class Item:
+    """A text with MMEB placeholders and an image path relative to the image root ('' = no image)."""
+
+    text: str
+    image: str = ""
+
+
+def item_key(item: Item) -> str:
+    """Content key of an item for the cache: a hash of its text and its image path.
+
+    Image files are identified by their path under the image root (MMEB-eval images are immutable);
+    the model side of the cache key is the model fingerprint, kept in the cache folder's name.
+    """
+    digest = hashlib.sha1(item.text.encode("utf-8") + b"\0" + item.image.encode("utf-8"))
+    return digest.hexdigest()
+
+
+@dataclass
+class DedupedDataset:
+    """Distinct query / candidate items and, per query, indices into them."""
+
+    qry_items: list[Item]
+    tgt_items: list[Item]
+    qry_index: np.ndarray  # [Q] index of each query's item in qry_items
+    tgt_index: list[np.ndarray]  # per query: index of each candidate's item in tgt_items
+
+    @property
+    def num_queries(self) -> int:
+        return len(self.qry_index)
+
+    @property
+    def naive_slots(self) -> int:
+        """Encodings a per-(query, candidate) evaluator would run."""
+        return self.num_queries + sum(len(c) for c in self.tgt_index)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.qry_items) + len(self.tgt_items)
+
+
+def _intern(table: dict[Item, int], items: list[Item], item: Item) -> int:
+    idx = table.get(item)
+    if idx is None:
+        idx = table[item] = len(items)
+        items.append(item)
+    return idx
+
+
+def dedup_examples(examples: list[EvalExample]) -> DedupedDataset:
+    """Map queries and candidates to their distinct items, keeping first-seen order."""
+    qry_table: dict[Item, int] = {}
+    tgt_table: dict[Item, int] = {}
+    qry_items: list[Item] = []
+    tgt_items: list[Item] = []
+    qry_index = np.empty(len(examples), dtype=np.int64)
+    tgt_index: list[np.ndarray] = []
+    for q, ex in enumerate(examples):
+        qry_index[q] = _intern(qry_table, qry_items, Item(ex.qry_text, ex.qry_img))
+        tgt_index.append(
+            np.array(
+                [_intern(tgt_table, tgt_items, Item(t, p)) for t, p in zip(ex.tgt_texts, ex.tgt_imgs)],
+                dtype=np.int64,
+            )
+        )
+    return DedupedDataset(qry_items, tgt_items, qry_index, tgt_index)
