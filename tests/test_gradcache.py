@@ -1,0 +1,285 @@
+"""GradCache on one process: gradients equal those of the full batch, dropout replayed, plain path exact."""
+
+import contextlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlm2vec.gradcache import GradCache, RngState, batch_rows, split_batch
+from vlm2vec.losses import ContrastiveLoss
+
+sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
+from toy import make_batch, make_model, take  # noqa: E402
+
+LOSS = ContrastiveLoss(temperature=0.05)
+
+
+def grads_of(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_grads_close(ours, ref, rel=1e-5):
+    assert ours.keys() == ref.keys()
+    for name in ref:
+        err = (ours[name] - ref[name]).norm() / ref[name].norm().clamp_min(1e-12)
+        assert err <= rel, f"{name}: relative error {err:.2e}"
+
+
+def chunks(batch, size):
+    rows = batch_rows(batch)
+    size = size or rows
+    return [take(batch, s, s + size) for s in range(0, rows, size)]
+
+
+def reference_grads(model, qry, tgt, neg, qcs, tcs, seed, loss_fn=LOSS):
+    """Full-batch gradient with autograd through every chunk at once (same chunk order, so same dropout)."""
+    model.zero_grad()
+    torch.manual_seed(seed)
+    q = torch.cat([model(qry=c)["qry_reps"] for c in chunks(qry, qcs)])
+    t = torch.cat([model(tgt=c)["tgt_reps"] for c in chunks(tgt, tcs)])
+    n = torch.cat([model(tgt=c)["tgt_reps"] for c in chunks(neg, tcs)]) if neg is not None else None
+    loss = loss_fn(q, t, n)
+    loss.backward()
+    return loss.detach(), grads_of(model)
+
+
+def gradcache_grads(model, qry, tgt, neg, qcs, tcs, seed, loss_fn=LOSS, **kwargs):
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss = GradCache(loss_fn, qcs, tcs, **kwargs).step(model, qry, tgt, neg)
+    return loss, grads_of(model)
+
+
+@pytest.mark.parametrize(
+    "qcs,tcs,with_neg,checkpointing",
+    [
+        (2, 3, False, False),
+        (1, 4, True, False),
+        (3, None, True, False),
+        (2, 2, False, True),
+        (4, 1, True, True),
+    ],
+)
+def test_gradcache_grads_equal_full_batch_grads_with_dropout(qcs, tcs, with_neg, checkpointing):
+    model = make_model(dropout=0.2, checkpointing=checkpointing).train()
+    qry, tgt = make_batch(7, seed=1), make_batch(7, seed=2, pixels=False)
+    neg = make_batch(14, seed=3, pixels=False) if with_neg else None
+    loss, ours = gradcache_grads(model, qry, tgt, neg, qcs, tcs, seed=123)
+    ref_loss, ref = reference_grads(model, qry, tgt, neg, qcs, tcs, seed=123)
+    assert torch.allclose(loss, ref_loss, rtol=1e-6)
+    assert_grads_close(ours, ref)
+
+
+def test_gradcache_without_rng_replay_gives_different_grads(monkeypatch):
+    """Control for the test above: with dropout, a forward that is not replayed breaks equality."""
+    model = make_model(dropout=0.2).train()
+    qry, tgt = make_batch(6, seed=1), make_batch(6, seed=2)
+    _, ref = reference_grads(model, qry, tgt, None, 2, 2, seed=7)
+    monkeypatch.setattr(RngState, "replay", lambda self: contextlib.nullcontext())
+    _, ours = gradcache_grads(model, qry, tgt, None, 2, 2, seed=7)
+    with pytest.raises(AssertionError):
+        assert_grads_close(ours, ref)
+
+
+def test_gradcache_without_dropout_equals_one_full_batch_forward():
+    model = make_model(dropout=0.0).train()
+    qry, tgt, neg = make_batch(8, seed=4), make_batch(8, seed=5), make_batch(8, seed=6)
+    model.zero_grad()
+    out = model(qry=qry, tgt=tgt, neg=neg)
+    ref_loss = LOSS(out["qry_reps"], out["tgt_reps"], out["neg_reps"])
+    ref_loss.backward()
+    ref = grads_of(model)
+    loss, ours = gradcache_grads(model, qry, tgt, neg, 3, 2, seed=0)
+    assert torch.allclose(loss, ref_loss.detach(), rtol=1e-6)
+    assert_grads_close(ours, ref)
+
+
+class CountingModel(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, **sides):
+        self.calls.append((torch.is_grad_enabled(), sorted(k for k, v in sides.items() if v is not None)))
+        return self.inner(**sides)
+
+
+@pytest.mark.parametrize("chunk", [None, 8, 100])
+def test_chunk_at_least_batch_equals_plain_path_exactly_with_one_forward(chunk):
+    qry, tgt, neg = make_batch(8, seed=7), make_batch(8, seed=8), make_batch(16, seed=9)
+    model = make_model(dropout=0.2).train()
+    counting = CountingModel(model)
+    torch.manual_seed(3)
+    loss = GradCache(LOSS, chunk, None if chunk is None else max(chunk, 16)).step(counting, qry, tgt, neg)
+    ours = grads_of(model)
+    assert counting.calls == [(True, ["neg", "qry", "tgt"])]  # one forward with grad, no extra pass
+    model.zero_grad()
+    torch.manual_seed(3)
+    out = model(qry=qry, tgt=tgt, neg=neg)
+    ref_loss = LOSS(out["qry_reps"], out["tgt_reps"], out["neg_reps"])
+    ref_loss.backward()
+    assert torch.equal(loss, ref_loss.detach())
+    for name, grad in grads_of(model).items():
+        assert torch.equal(ours[name], grad), name
+
+
+def test_chunked_step_runs_two_passes_per_chunk():
+    counting = CountingModel(make_model())
+    GradCache(LOSS, 2, 4).step(counting, make_batch(4, seed=1), make_batch(4, seed=2))
+    assert [g for g, _ in counting.calls] == [False] * 3 + [True] * 3  # 2 qry + 1 tgt chunks, twice
+
+
+@pytest.mark.parametrize("tgt_pixels,last_side", [(True, "tgt"), (False, "qry")])
+def test_last_replayed_chunk_runs_every_module_used_in_the_step(tgt_pixels, last_side):
+    """The gradient-synchronising backward must cover the pixel branch even if targets are text-only."""
+    counting = CountingModel(make_model())
+    qry, tgt = make_batch(4, seed=1), make_batch(4, seed=2, pixels=tgt_pixels)
+    GradCache(LOSS, 2, 2).step(counting, qry, tgt)
+    replayed = [sides for grad, sides in counting.calls if grad]
+    assert len(replayed) == 4 and replayed[-1] == [last_side]
+
+
+def test_gradcache_with_single_process_accelerator_equals_reference():
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(make_model(dropout=0.1).train())
+    qry, tgt = make_batch(6, seed=10), make_batch(6, seed=11)
+    _, ours = gradcache_grads(model, qry, tgt, None, 4, 2, seed=5, accelerator=accelerator)
+    _, ref = reference_grads(model, qry, tgt, None, 4, 2, seed=5)
+    assert_grads_close(ours, ref)
+
+
+def test_gradcache_under_bf16_autocast_matches_reference_under_autocast():
+    model = make_model(dropout=0.1).train()
+    qry, tgt = make_batch(6, seed=12), make_batch(6, seed=13)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, ours = gradcache_grads(model, qry, tgt, None, 2, 3, seed=9)
+        _, ref = reference_grads(model, qry, tgt, None, 2, 3, seed=9)
+    assert_grads_close(ours, ref, rel=2e-2)  # bf16 rounding differs between no-grad and grad passes
+
+
+def test_step_leaves_global_rng_where_the_first_pass_left_it():
+    """Replays run in a forked RNG, so a step consumes random numbers like one pass of plain training."""
+    model = make_model(dropout=0.1).train()
+    qry, tgt = make_batch(4, seed=1), make_batch(4, seed=2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for c in chunks(qry, 2):
+            model(qry=c)
+        for c in chunks(tgt, 2):
+            model(tgt=c)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    GradCache(LOSS, 2, 2).step(model, qry, tgt)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_split_batch_slices_every_tensor_and_list_on_dim0():
+    batch = make_batch(5, seed=0) | {"ids": list(range(5)), "flag": True}
+    parts = split_batch(batch, 2)
+    assert [batch_rows(p) for p in parts] == [2, 2, 1]
+    assert parts[2]["ids"] == [4] and parts[1]["flag"] is True
+    assert torch.equal(torch.cat([p["pixel_values"] for p in parts]), batch["pixel_values"])
+
+
+def test_split_batch_rejects_tensors_that_are_not_per_row():
+    batch = make_batch(4, seed=0) | {"pixel_values": torch.zeros(9, 3), "image_grid_thw": torch.ones(2, 3)}
+    with pytest.raises(ValueError, match="split_fn"):
+        split_batch(batch, 2)
+
+
+def test_custom_split_fn_is_used():
+    seen = []
+
+    def split(inputs, size):
+        seen.append(size)
+        return split_batch(inputs, size)
+
+    GradCache(LOSS, 2, 3, split_fn=split).step(make_model(), make_batch(4, seed=1), make_batch(4, seed=2))
+    assert seen == [2, 3]
+
+
+def test_invalid_chunk_size_raises():
+    with pytest.raises(ValueError, match="qry_chunk_size"):
+        GradCache(LOSS, 0, 2)
+
+
+# ------------------------------------------------------------------------------------ tiny real models
+QRY_TEXTS = [
+    "<|image_1|> Represent the given image for classification",
+    "a red circle on a striped background",
+    "<|image_1|> Find a caption for this image",
+    "<|image_1|> What colour is the shape?",
+    "find the blue one",
+]
+TGT_TEXTS = ["red", "<|image_1|> the matching picture", "a caption", "green", "<|image_1|> blue ellipse"]
+
+
+def enable_dropout(model: torch.nn.Module, p: float) -> None:
+    """Tiny checkpoints have dropout 0: switch on attention and module dropout to exercise RNG replay."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
+
+
+@pytest.fixture(scope="module")
+def tiny_phi3v_dir(tmp_path_factory):
+    from vlm2vec.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint("phi3_v", tmp_path_factory.mktemp("tiny_phi3_v"))
+
+
+@pytest.mark.parametrize("backbone", ["qwen2_vl", "phi3_v"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_gradcache_grads_equal_full_batch_grads_on_tiny_vlm_with_dropout(
+    backbone, checkpointing, request, tiny_images
+):
+    from vlm2vec import EmbeddingModel
+    from vlm2vec.testing import tiny_model_config
+
+    folder = request.getfixturevalue("tiny_qwen_dir" if backbone == "qwen2_vl" else "tiny_phi3v_dir")
+    cfg = tiny_model_config(backbone, folder, gradient_checkpointing=checkpointing)
+    model = EmbeddingModel.from_config(cfg).train()
+    enable_dropout(model, 0.1)
+    im = tiny_images
+    qry = model.processor(QRY_TEXTS, [[im[0]], [], [im[1]], [im[2]], []])
+    tgt = model.processor(TGT_TEXTS, [[], [im[0]], [], [], [im[1]]])
+
+    def reference(seed):
+        model.zero_grad()
+        torch.manual_seed(seed)
+        q = torch.cat([model(qry=c)["qry_reps"] for c in model.split_batch(qry, 2)])
+        t = torch.cat([model(tgt=c)["tgt_reps"] for c in model.split_batch(tgt, 3)])
+        loss = LOSS(q, t)
+        loss.backward()
+        return loss.detach(), grads_of(model)
+
+    ref_loss, ref = reference(seed=11)
+    _, other_seed = reference(seed=12)
+    assert any(not torch.equal(ref[n], other_seed[n]) for n in ref)  # dropout is really on
+    model.zero_grad()
+    torch.manual_seed(11)
+    loss = GradCache(LOSS, 2, 3, split_fn=model.split_batch).step(model, qry, tgt)
+    assert torch.allclose(loss, ref_loss, rtol=1e-6)
+    assert_grads_close(grads_of(model), ref)
+
+
+def test_bench_script_shows_flat_gradcache_activation_memory(capsys):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "bench_gradcache.py"
+    spec = importlib.util.spec_from_file_location("bench_gradcache", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = "--hidden 64 --layers 1 --heads 2 --seq 16 --batch 8 --chunk 4 --repeats 1 --warmup 0"
+    result = bench.main([*args.split(), "--mem-batches", "8,16,32", "--mem-chunk", "4"])
+    plain = [row["plain_saved_mib"] for row in result["memory"]]
+    cached = [row["gradcache_saved_mib"] for row in result["memory"]]
+    assert plain[2] > 3.5 * plain[0]  # plain activations grow with the batch
+    assert cached[2] < 1.1 * cached[0] and cached[0] < plain[0]  # GradCache: one chunk's worth
+    assert result["timing"]["ratio"] > 0
