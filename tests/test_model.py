@@ -192,3 +192,17 @@ def test_qwen2_5_vl_tiny_model_is_batch_invariant(tmp_path, tiny_images):
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         EmbeddingModel.from_config(tiny_model_config("qwen2_vl", tmp_path / "nowhere"))
+
+
+def test_text_only_training_batch_still_runs_the_vision_tower(tiny_qwen_dir):
+    """ZeRO-3 and DDP need every rank to run (and give gradients to) the vision tower every step."""
+    model = _model(tiny_qwen_dir).train()
+    inputs = model.processor(["a red circle", "blue"])
+    reps = model.encode(inputs)
+    reps.sum().backward()
+    visual = model.encoder.model.visual
+    grads = [p.grad for p in visual.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.count_nonzero(g) == 0 for g in grads)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.encode(inputs), reps.detach(), atol=1e-6)  # the zero is exact

@@ -249,12 +249,31 @@ class _QwenVLBase(Backbone):
             mm_token_type_ids=mm_types,
             use_cache=False,
         )
-        return out.last_hidden_state
+        hidden = out.last_hidden_state
+        if not has_images and inner.training:
+            hidden = hidden + _touch_vision_tower(inner, hidden)
+        return hidden
 
     def split_batch(
         self, inputs: Mapping[str, torch.Tensor], chunk_size: int
     ) -> list[dict[str, torch.Tensor]]:
         return split_qwen_batch(inputs, chunk_size)
+
+
+def _touch_vision_tower(inner: torch.nn.Module, like: torch.Tensor) -> torch.Tensor:
+    """An exact zero computed by the vision tower on a one-token dummy image.
+
+    In training every rank must run the same modules: ZeRO-3 gathers each module's parameters with a
+    collective when it runs, and DDP expects every trainable parameter to receive a gradient. A
+    text-only batch would skip the vision tower; this runs it on the smallest image it accepts.
+    """
+    vcfg = inner.config.vision_config
+    merge = vcfg.spatial_merge_size
+    patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
+    grid = torch.tensor([[1, merge, merge]], device=like.device)
+    pixels = torch.zeros(merge * merge, patch_dim, device=like.device, dtype=inner.visual.dtype)
+    feats = torch.cat(inner.get_image_features(pixels, grid, return_dict=True).pooler_output)
+    return feats.sum().to(like.dtype) * 0.0
 
 
 def _is_native(inputs: Mapping[str, torch.Tensor], config: Any) -> bool:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every GPU check of the project in one short run (one lease of a single H100/H200).
+# Writes one JSON file per check plus a log into $OUT (default: ./gpu_out). Each check has its own
+# time limit so that one slow check cannot starve the others. Figures go to docs/benchmarks.md.
+#
+#   bash scripts/gpu_checks.sh            # on a GPU machine, from the repository root
+set -u
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+# Optional wheels carried beside the tree (library versions matching CI), installed without network.
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1
+LOG="$OUT/log.txt"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"; } > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+check() {  # check NAME SECONDS SCRIPT ARGS...
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s): python3 $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout "$limit" python3 "$@" > "$OUT/$name.json" 2>> "$LOG"
+  local rc=$?
+  echo "== $name rc=$rc in $((SECONDS - t0))s" | tee -a "$LOG"
+  tail -c 3000 "$OUT/$name.json"; echo
+}
+
+check phi3v 130 scripts/bench_phi3v.py --device cuda --backward
+check train 200 scripts/bench_train.py --device cuda
+check gradcache 80 scripts/bench_gradcache.py --device cuda --hidden 1024 --layers 8 --heads 16 --seq 128 \
+  --batch 256 --chunk 32 --mem-batches 16,32,64,128,256 --mem-chunk 16 --dtype bf16 --dropout 0.1 --repeats 10 --warmup 2
+check eval 80 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
+  --queries 200 --candidates 40 --batch-size 64 --num-workers 4
+tail -n 40 "$LOG"
