@@ -1,0 +1,25 @@
+"""Training: the accelerate loop (`loop.train`), optimiser and schedules, atomic checkpoints, metrics.
+
+- `loop.train(cfg) -> TrainResult`: build model, data, optimizer; run GradCache steps; checkpoint every
+  `train.save_every` steps (keeping `train.keep_last`); export `<output_dir>/final` (adapters or full
+  model, `final_merged` with `train.save_merged`) that `EmbeddingModel.from_pretrained` opens.
+- `entry.run(cfg)`: what `train.py` calls (logging, readable errors, clean distributed exit).
+- `engine`: the Accelerator for plain / DDP / DeepSpeed launches; `optim`: AdamW + warm-up schedules;
+  `checkpoint`: save / resume; `logging`: JSONL + wandb or TensorBoard; `demo`: the CPU demo's assets.
+"""
+
+from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .entry import run
+from .loop import NonFiniteLossError, TrainResult, export_model, train
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainResult",
+    "export_model",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "run",
+    "save_checkpoint",
+    "train",
+]

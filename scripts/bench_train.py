@@ -1,0 +1,253 @@
+"""Throughput of the training loop on the phi35v_lora recipe at full size, with random weights.
+
+    python scripts/bench_train.py --device cuda            # ~2-3 min on one H100 / H200
+    python scripts/bench_train.py --device cpu --size tiny # smoke test of this script
+
+Builds Phi-3.5-V from its published architecture (REFERENCE.md §5: 32 x 3072 Phi-3 decoder, CLIP
+ViT-L/14-336, num_crops 4) without weights, applies the recipe's LoRA, writes synthetic MMEB-train
+rows, and runs the real loop (`vlm2vec.training.train`: data workers, GradCache, AdamW, bf16) for
+`--warmup + --steps` steps on one device. Prints one JSON object.
+
+FLOP formula (model FLOPs utilisation, the usual 6ND):
+    flops/step = 6 * (N_lm * T_lm + N_vis * T_vis)
+    N_lm  = parameters of the 32 decoder layers (embeddings and LM head excluded)
+    T_lm  = non-padding decoder positions (text + image tokens) of every query and target of the step
+    N_vis = parameters of the CLIP layers that run (embeddings + 23 of 24 layers: features come from
+            the second-to-last layer)
+    T_vis = 577 positions per 336 px crop that CLIP encodes (HD crops + global thumbnail)
+    MFU   = flops/step / step time / peak bf16 dense FLOP/s of the device (H100 SXM and H200: 989e12)
+Each example is counted once: GradCache's extra no-grad forward (2ND) is not useful work and the
+LoRA backward skips the frozen weight gradients (-2ND), so for LoRA + GradCache 6ND also equals the
+arithmetic actually done, up to the attention-score terms (ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--size", choices=["full", "tiny"], default="full", help="tiny: the test-size model")
+    p.add_argument("--config", default="configs/train/phi35v_lora.yaml")
+    p.add_argument("--per-device-batch", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--chunk", type=int, default=None, help="GradCache chunk size; default: the recipe's")
+    p.add_argument("--steps", type=int, default=3, help="measured steps")
+    p.add_argument("--warmup", type=int, default=2, help="steps run first and not measured")
+    p.add_argument("--num-workers", type=int, default=8)
+    p.add_argument("--peak-tflops", type=float, default=None, help="override the device's peak bf16 TFLOP/s")
+    p.add_argument("--workdir", default=None, help="default: a temporary folder")
+    return p.parse_args(argv)
+
+
+def full_phi35v_config(tokenizer):
+    """The published Phi-3.5-vision-instruct architecture (no vision section: CLIP ViT-L/14-336)."""
+    from vlm2vec.backbones.phi3v_model import Phi3VConfig
+
+    return Phi3VConfig(
+        vocab_size=32064,
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        max_position_embeddings=131072,
+        original_max_position_embeddings=4096,
+        rope_scaling={"type": "su", "short_factor": [1.0] * 48, "long_factor": [1.0] * 48},
+        sliding_window=262144,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def build_model(folder: Path, cfg, size: str, device: str):
+    """Random-weight EmbeddingModel; `folder` gets the tokenizer and config.json the processor reads."""
+    import torch
+    from transformers import PreTrainedTokenizerFast
+
+    from vlm2vec.backbones import get_backbone
+    from vlm2vec.backbones.phi3v import official_config_dict, read_config
+    from vlm2vec.model import EmbeddingModel, _add_lora, load_processor
+    from vlm2vec.testing.tiny_phi3v import write_tiny_phi3v
+
+    write_tiny_phi3v(folder)  # tokenizer files (+ tiny weights, unused at full size)
+    if size == "full":
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+        hf_config = full_phi35v_config(tokenizer)
+        (folder / "config.json").write_text(json.dumps(official_config_dict(hf_config, torch.bfloat16)))
+        (folder / "preprocessor_config.json").unlink(missing_ok=True)  # 336 px crops from the vision config
+    else:
+        hf_config = read_config(folder)
+    backbone = get_backbone("phi3_v")
+    with torch.device(device):
+        encoder = backbone.model_from_config(hf_config, cfg)
+    if cfg.lora:
+        encoder = _add_lora(backbone, encoder, cfg)
+    return EmbeddingModel(backbone, encoder, load_processor(cfg), cfg)
+
+
+class WorkCounter:
+    """Counts decoder positions and CLIP crops through forward hooks (every forward call)."""
+
+    def __init__(self, model) -> None:
+        base = model.encoder.get_base_model() if hasattr(model.encoder, "get_base_model") else model.encoder
+        self.lm_tokens = 0
+        self.crops = 0
+        vision = base.model.vision_embed_tokens
+        clip = vision.img_processor.vision_model
+        self.n_lm = sum(p.numel() for p in base.model.layers.parameters())
+        used = clip.encoder.layers[: vision.num_feature_layers]
+        self.n_vis = sum(p.numel() for p in used.parameters()) + sum(
+            p.numel() for p in clip.embeddings.parameters()
+        )
+        self.clip_positions = (clip.config.image_size // clip.config.patch_size) ** 2 + 1  # 577 at 336 px
+        base.model.register_forward_pre_hook(self._count_lm, with_kwargs=True)
+        clip.embeddings.register_forward_pre_hook(self._count_vis)
+
+    def _count_lm(self, _module, _args, kwargs) -> None:
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            self.lm_tokens += int(mask.sum())
+
+    def _count_vis(self, _module, args) -> None:
+        self.crops += int(args[0].shape[0])
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.lm_tokens, self.crops
+
+
+def peak_flops(device_name: str, override_tflops: float | None) -> float | None:
+    if override_tflops:
+        return override_tflops * 1e12
+    for key, value in PEAK_BF16.items():  # "H100 PCIe" before "H100"
+        if key in device_name:
+            return value
+    return None
+
+
+def main(argv: list[str]) -> dict:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    from vlm2vec.config import load_config
+    from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
+    from vlm2vec.training import train
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device visible")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vlm2vec-bench-"))
+    t0 = time.perf_counter()
+    base_cfg = load_config(args.config)
+    per_device = args.per_device_batch or base_cfg.train.per_device_batch_size
+    chunk = args.chunk or base_cfg.train.qry_chunk_size
+    if args.size == "tiny":
+        per_device, chunk = min(per_device, 8), min(chunk or 2, 2)
+    total_steps = args.warmup + args.steps
+    subsets = {
+        "ImageNet_1K": "classification",
+        "OK-VQA": "vqa",
+        "MSCOCO_t2i": "retrieval_t2i",
+        "MSCOCO": "grounding",
+    }
+    rows = per_device * math.ceil(total_steps / len(subsets)) + per_device
+    data_dir = write_synthetic_mmeb_train(
+        work / "data", subsets=subsets, rows_per_subset=rows, splits=["original"]
+    )
+    overrides = [
+        f"--model.path={work / 'model'}",
+        f"--data.mmeb_train_dir={data_dir}",
+        "--data.subsets=[]",
+        "--data.max_rows_per_subset=null",
+        f"--data.num_workers={args.num_workers}",
+        f"--train.output_dir={work / 'run'}",
+        f"--train.per_device_batch_size={per_device}",
+        f"--train.qry_chunk_size={chunk}",
+        f"--train.tgt_chunk_size={chunk}",
+        f"--train.max_steps={total_steps}",
+        f"--train.warmup_steps={min(1, total_steps - 1)}",
+        "--train.save_every=0",
+        "--train.report_to=none",
+        "--train.log_every=1",
+    ]
+    if args.device == "cpu":
+        overrides += ["--train.mixed_precision='no'", "--model.dtype=float32"]
+    cfg = load_config(args.config, overrides)
+    model = build_model(work / "model", cfg.model, args.size, args.device)
+    counter = WorkCounter(model)
+    setup_s = time.perf_counter() - t0
+
+    marks: dict[int, tuple[int, int]] = {}
+    from vlm2vec.training import logging as train_logging
+
+    original_log = train_logging.MetricsLogger.log
+
+    def log_and_mark(self, step, metrics):  # snapshot the work counters at every logged step
+        marks[step] = counter.snapshot()
+        return original_log(self, step, metrics)
+
+    train_logging.MetricsLogger.log = log_and_mark
+    try:
+        train(cfg, model=model)
+    finally:
+        train_logging.MetricsLogger.log = original_log
+
+    records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    measured = [r for r in records if r["step"] > args.warmup]
+    step_time = sum(r["step_time"] for r in measured) / len(measured)
+    tokens0, crops0 = marks[args.warmup]
+    tokens1, crops1 = marks[total_steps]
+    forwards = 2 if per_device > chunk else 1  # GradCache runs every example forward twice
+    lm_tokens = (tokens1 - tokens0) / forwards / len(measured)
+    crops = (crops1 - crops0) / forwards / len(measured)
+    flops = 6 * (counter.n_lm * lm_tokens + counter.n_vis * crops * counter.clip_positions)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    peak = peak_flops(device_name, args.peak_tflops)
+    result = {
+        "device": device_name,
+        "recipe": args.config,
+        "size": args.size,
+        "per_device_batch": per_device,
+        "gradcache_chunk": chunk,
+        "measured_steps": len(measured),
+        "step_time_s": step_time,
+        "samples_per_s": per_device / step_time,
+        "tokens_per_s": lm_tokens / step_time,
+        "lm_tokens_per_step": lm_tokens,
+        "clip_crops_per_step": crops,
+        "peak_mem_gb": max(r["peak_mem_gb"] for r in records),
+        "data_time_s": sum(r["data_time"] for r in measured) / len(measured),
+        "loss_first_last": [records[0]["loss"], records[-1]["loss"]],
+        "n_lm_params": counter.n_lm,
+        "n_clip_params_used": counter.n_vis,
+        "model_tflops_per_step": flops / 1e12,
+        "achieved_tflops": flops / step_time / 1e12,
+        "peak_tflops": peak / 1e12 if peak else None,
+        "mfu": flops / step_time / peak if peak else None,
+        "flop_formula": "6*(N_lm*T_lm + N_vis*577*crops), each example once; see the script docstring",
+        "setup_s": setup_s,
+        "total_s": time.perf_counter() - t0,
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

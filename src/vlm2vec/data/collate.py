@@ -1,0 +1,64 @@
+"""Turn decoded examples into processed query / target / negative batches, inside DataLoader workers.
+
+Tokenising and image processing happen here (the collate function calls the backbone processor), so
+the training step only moves tensors to the device. Alongside the tensors a batch carries content keys
+(`vlm2vec.losses.content_key` of text + image paths, stable across processes) so the loss can mask
+false negatives: two targets with the same key are the same content, whichever rank holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..losses import content_keys
+from .dataset import Example, LoadedSide
+
+
+def _keys(sides: Sequence[LoadedSide]) -> torch.Tensor:
+    return content_keys((s.text, s.paths) for s in sides)
+
+
+class PairCollator:
+    """`collate(examples) -> batch` where the batch is a dict:
+
+    - `qry`, `tgt`: processed batches (dict of tensors) for queries and positive targets;
+    - `neg`: processed batch of the hard negatives (row i*k+j = negative j of query i) or None;
+    - `qry_keys`, `tgt_keys` (and `neg_keys`): LongTensor content keys;
+    - `num_tokens`: non-padding tokens over all sides; `skipped`: messages of bad rows replaced;
+    - `rows`: (source, row) of every example, for error messages and data-order checks.
+    """
+
+    def __init__(self, processor: Callable[..., dict[str, torch.Tensor]], max_length: int | None = None):
+        self.processor = processor
+        self.max_length = max_length
+
+    def _process(self, sides: Sequence[LoadedSide]) -> dict[str, torch.Tensor]:
+        texts = [s.text for s in sides]
+        images = [s.images for s in sides]
+        if not any(images):
+            return dict(self.processor(texts, None, max_length=self.max_length))
+        return dict(self.processor(texts, images, max_length=self.max_length))
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        qry = [e.qry for e in examples]
+        tgt = [e.pos for e in examples]
+        negs = [n for e in examples for n in e.negs]
+        batch: dict[str, Any] = {
+            "qry": self._process(qry),
+            "tgt": self._process(tgt),
+            "neg": self._process(negs) if negs else None,
+            "qry_keys": _keys(qry),
+            "tgt_keys": _keys(tgt),
+            "neg_keys": _keys(negs) if negs else None,
+            "rows": [(e.source, e.row) for e in examples],
+            "skipped": [m for e in examples for m in e.skipped],
+        }
+        batch["num_tokens"] = sum(
+            int(side["attention_mask"].sum())
+            for side in (batch["qry"], batch["tgt"], batch["neg"])
+            if side is not None
+        )
+        return batch

@@ -1,0 +1,117 @@
+"""A map-style dataset over several `PairSource`s that returns rows with their images decoded.
+
+Runs inside DataLoader workers. A bad row (missing/unreadable image, empty query, placeholders that
+do not match the images, too few hard negatives) raises `BadRowError` naming source, row and path;
+with `skip_bad_rows` the row is replaced by the next good row of the same source (so batch shapes and
+the data order of every other row stay fixed) and reported in the example's `skipped` list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..backbones.base import check_placeholders
+from .images import load_image
+from .records import BadRowError, PairRecord, PairSource, Side
+
+logger = logging.getLogger(__name__)
+
+#: how many following rows a skipped row may look at for a replacement before giving up
+MAX_REPLACEMENT_TRIES = 64
+
+
+@dataclass
+class LoadedSide:
+    text: str
+    images: list[Image.Image]
+    paths: tuple[str, ...]  # with the text, the content identity used to mask false negatives
+
+
+@dataclass
+class Example:
+    """One decoded training row: query, positive, `num_negatives` hard negatives."""
+
+    source: str
+    row: int
+    qry: LoadedSide
+    pos: LoadedSide
+    negs: list[LoadedSide] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # messages of bad rows replaced by this one
+
+
+class PairDataset(Dataset):
+    """Global index (sources concatenated in order) -> `Example`."""
+
+    def __init__(self, sources: Sequence[PairSource], *, num_negatives: int = 0, skip_bad_rows: bool = False):
+        if not sources:
+            raise ValueError("no training sources")
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"training source names must be unique, got {names}")
+        self.sources = list(sources)
+        self.num_negatives = num_negatives
+        self.skip_bad_rows = skip_bad_rows
+        self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in sources])[:-1]]).astype(np.int64)
+        self._len = int(sum(len(s) for s in sources))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def locate(self, index: int) -> tuple[PairSource, int]:
+        if not 0 <= index < self._len:
+            raise IndexError(f"index {index} out of range (0..{self._len - 1})")
+        i = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.sources[i], int(index - self.offsets[i])
+
+    def _load_side(self, side: Side, source: str, row: int, what: str) -> LoadedSide:
+        try:
+            check_placeholders(side.text, len(side.images))
+        except ValueError as exc:
+            raise BadRowError(source, row, f"{what}: {exc}") from None
+        images = [load_image(p, source=source, row=row) for p in side.images]
+        return LoadedSide(side.text, images, side.images)
+
+    def load(self, record: PairRecord) -> Example:
+        """Decode one record; raises `BadRowError` on any problem."""
+        src, row = record.source, record.row
+        negs = []
+        if self.num_negatives:
+            if len(record.negs) < self.num_negatives:
+                raise BadRowError(
+                    src, row, f"has {len(record.negs)} hard negative(s), need {self.num_negatives}"
+                )
+            negs = [self._load_side(n, src, row, "negative") for n in record.negs[: self.num_negatives]]
+        return Example(
+            src,
+            row,
+            self._load_side(record.qry, src, row, "query"),
+            self._load_side(record.pos, src, row, "target"),
+            negs,
+        )
+
+    def __getitem__(self, index: int) -> Example:
+        source, row = self.locate(int(index))
+        skipped: list[str] = []
+        for attempt in range(min(MAX_REPLACEMENT_TRIES, len(source))):
+            r = (row + attempt) % len(source)
+            try:
+                example = self.load(source.record(r))
+            except BadRowError as exc:
+                if not self.skip_bad_rows:
+                    raise
+                logger.warning("skipping bad row: %s", exc)
+                skipped.append(str(exc))
+                continue
+            example.skipped = skipped
+            return example
+        raise BadRowError(
+            source.name,
+            row,
+            f"this row and the {len(skipped) - 1} following rows are all bad; last: {skipped[-1]}",
+        )

@@ -1,0 +1,90 @@
+"""Build the training sources and this rank's DataLoader from a `DataConfig`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DataConfig
+from .collate import PairCollator
+from .dataset import PairDataset
+from .mixing import MixtureBatchSampler
+from .mmeb_train import read_mmeb_train
+from .pairs import read_pairs
+from .records import PairSource
+
+logger = logging.getLogger(__name__)
+
+
+def build_sources(cfg: DataConfig) -> list[PairSource]:
+    """MMEB-train subsets (when `mmeb_train_dir` is set) followed by the custom pair files."""
+    sources: list[PairSource] = []
+    if cfg.mmeb_train_dir:
+        sources += read_mmeb_train(
+            cfg.mmeb_train_dir,
+            subsets=cfg.subsets,
+            split=cfg.split,
+            image_root=cfg.image_root,
+            max_rows_per_subset=cfg.max_rows_per_subset,
+            weights=cfg.subset_weights,
+        )
+    elif cfg.subsets or cfg.subset_weights:
+        raise ValueError("data.subsets / data.subset_weights are set but data.mmeb_train_dir is not")
+    sources += [read_pairs(p) for p in cfg.pairs]
+    if not sources:
+        raise ValueError("no training data: set data.mmeb_train_dir and/or data.pairs")
+    return sources
+
+
+def _worker_init(_: int) -> None:
+    # processors are single-threaded work; several workers each using every core would thrash
+    torch.set_num_threads(1)
+
+
+def build_train_loader(
+    cfg: DataConfig,
+    sources: Sequence[PairSource],
+    processor: Callable,
+    *,
+    per_device_batch_size: int,
+    num_negatives: int = 0,
+    max_length: int | None = None,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start_step: int = 0,
+    max_steps: int | None = None,
+) -> tuple[DataLoader, MixtureBatchSampler]:
+    """This rank's loader: each item is the collated batch of its shard of one global batch."""
+    dataset = PairDataset(sources, num_negatives=num_negatives, skip_bad_rows=cfg.skip_bad_rows)
+    sampler = MixtureBatchSampler(
+        [len(s) for s in sources],
+        [s.weight for s in sources],
+        per_device_batch_size * world_size,
+        seed=seed,
+        per_source_batches=cfg.per_source_batches,
+        num_replicas=world_size,
+        rank=rank,
+        start_step=start_step,
+        max_steps=max_steps,
+        names=[s.name for s in sources],
+    )
+    small = sampler.sources_without_batches()
+    if small:
+        logger.warning(
+            "per-source batches: source(s) %s are smaller than one global batch and are never used", small
+        )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=PairCollator(processor, max_length=max_length),
+        num_workers=cfg.num_workers,
+        worker_init_fn=_worker_init if cfg.num_workers else None,
+        # own generator: creating the iterator must not consume the global torch RNG (resume equality)
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+    return loader, sampler

@@ -1,0 +1,166 @@
+"""Training pairs as plain records, and table-backed sources that hand them out row by row.
+
+Every training source (an MMEB-train subset, a custom JSONL/CSV/parquet file) becomes a `PairSource`:
+a pyarrow table plus a column mapping. Rows are converted to `PairRecord`s only when asked for, so a
+million-row mixture costs the arrow buffers and nothing per row in Python.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
+
+
+class BadRowError(ValueError):
+    """A training row cannot be used (missing image, empty text, ...); the message names source, row, path."""
+
+    def __init__(self, source: str, row: int | None = None, problem: str = "", path: str | None = None):
+        self.source, self.row, self.problem, self.path = source, row, problem, path
+        if row is None:  # rebuilt from its message alone (DataLoader workers re-raise that way)
+            super().__init__(source)
+            return
+        where = f" (path: {path})" if path else ""
+        super().__init__(f"source '{source}' row {row}: {problem}{where}")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a pair: text with `<|image_k|>` placeholders and the paths of its images."""
+
+    text: str
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """A query, its positive target and optional hard negatives, with where it came from."""
+
+    source: str
+    row: int
+    qry: Side
+    pos: Side
+    negs: tuple[Side, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which table columns hold each field; image/negative columns are optional."""
+
+    qry_text: str
+    pos_text: str
+    qry_image: str | None = None
+    pos_image: str | None = None
+    neg_text: str | None = None
+    neg_image: str | None = None
+
+    def used(self) -> list[str]:
+        names = [self.qry_text, self.qry_image, self.pos_text, self.pos_image, self.neg_text, self.neg_image]
+        return [n for n in names if n]
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A cell may hold nothing, one value or a list of values."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from CSV readers
+        return ""
+    return str(value)
+
+
+class PairSource:
+    """A named, weighted table of pairs. `record(i)` builds row i; nothing is loaded from disk here.
+
+    `auto_placeholder`: prepend `<|image_1|>..<|image_n|>\\n` to a text whose row has images but no
+    placeholders (convenient for custom captions files; MMEB rows always carry their placeholders).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        table: pa.Table,
+        columns: ColumnMap,
+        *,
+        image_root: str | os.PathLike | None = None,
+        weight: float = 1.0,
+        origin: str = "",
+        auto_placeholder: bool = False,
+    ):
+        missing = [c for c in columns.used() if c not in table.column_names]
+        if missing:
+            raise ValueError(
+                f"source '{name}' ({origin or 'table'}): missing column(s) {missing}; "
+                f"available: {table.column_names}"
+            )
+        if weight < 0:
+            raise ValueError(f"source '{name}': weight must be >= 0, got {weight}")
+        self.name = name
+        self.origin = origin
+        self.weight = float(weight)
+        self.columns = columns
+        self.image_root = Path(image_root) if image_root else None
+        self.auto_placeholder = auto_placeholder
+        # one contiguous array per used column: O(1) row access, cheap to pickle into workers
+        self._cols = {c: table.column(c).combine_chunks() for c in columns.used()}
+        self._len = table.num_rows
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"PairSource({self.name!r}, rows={self._len}, weight={self.weight}, origin={self.origin!r})"
+
+    def _cell(self, column: str | None, row: int) -> Any:
+        return None if column is None else self._cols[column][row].as_py()
+
+    def _path(self, value: Any) -> str | None:
+        text = _as_text(value).strip()
+        if not text:
+            return None
+        if self.image_root is None or os.path.isabs(text):
+            return text
+        return str(self.image_root / text)
+
+    def _side(self, text: Any, images: Any) -> Side:
+        paths = tuple(p for p in (self._path(v) for v in _as_list(images)) if p is not None)
+        text = _as_text(text)
+        if self.auto_placeholder and paths and not MMEB_IMAGE_PLACEHOLDER.search(text):
+            marks = "".join(f"<|image_{k}|>" for k in range(1, len(paths) + 1))
+            text = f"{marks}\n{text}" if text else marks
+        return Side(text, paths)
+
+    def record(self, row: int) -> PairRecord:
+        """Build row `row`; structural problems (empty query, empty target) raise `BadRowError`."""
+        if not 0 <= row < self._len:
+            raise IndexError(f"source '{self.name}': row {row} out of range (0..{self._len - 1})")
+        c = self.columns
+        qry = self._side(self._cell(c.qry_text, row), self._cell(c.qry_image, row))
+        pos = self._side(self._cell(c.pos_text, row), self._cell(c.pos_image, row))
+        if not qry.text.strip():
+            raise BadRowError(self.name, row, "empty query text")
+        if not pos.text.strip() and not pos.images:
+            raise BadRowError(self.name, row, "empty target (no text and no image)")
+        negs: list[Side] = []
+        if c.neg_text or c.neg_image:
+            neg_texts = [_as_text(t) for t in _as_list(self._cell(c.neg_text, row))]
+            neg_images = _as_list(self._cell(c.neg_image, row))
+            for k in range(max(len(neg_texts), len(neg_images))):
+                text = neg_texts[k] if k < len(neg_texts) else ""
+                image = neg_images[k] if k < len(neg_images) else None
+                side = self._side(text, image)
+                if side.text.strip() or side.images:
+                    negs.append(side)
+        return PairRecord(self.name, row, qry, pos, tuple(negs))

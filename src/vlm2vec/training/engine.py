@@ -1,0 +1,144 @@
+"""The `accelerate.Accelerator` for a run: one process, DDP (CUDA or gloo on CPU) or DeepSpeed.
+
+DeepSpeed comes either from `train.deepspeed_config` (a JSON file) or from `accelerate launch
+--use_deepspeed --deepspeed_config_file ...`. Either way the `"auto"` values that depend on our
+config are filled here: micro batch = `train.per_device_batch_size` (GradCache makes one optimizer
+step per global batch, so no gradient accumulation), gradient clipping = `train.max_grad_norm`,
+bf16/fp16 from `train.mixed_precision`. The optimizer and schedule are ours (AdamW + warm-up
+schedule): a config's `scheduler` section is refused; an `optimizer` section is honoured through
+accelerate's `DummyOptim`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DeepSpeedPlugin
+from accelerate.utils import DistributedType, InitProcessGroupKwargs
+
+from ..config import Config, ConfigError, TrainConfig
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+def _fill(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `value` at `a.b.c` where the config says "auto" or nothing; keep explicit values."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    if node.get(leaf, "auto") == "auto":
+        node[leaf] = value
+
+
+def resolve_deepspeed_config(
+    config: dict[str, Any] | str, cfg: TrainConfig, where: str = "deepspeed config"
+) -> dict:
+    """Our values for the "auto" entries of a DeepSpeed config; conflicts raise `ConfigError`."""
+    if isinstance(config, str):
+        try:
+            with open(config, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"train.deepspeed_config: cannot read {config}: {exc}") from None
+    config = json.loads(json.dumps(config))  # deep copy
+    if "scheduler" in config:
+        raise ConfigError(
+            f"{where}: remove its 'scheduler' section; the schedule is train.scheduler/warmup_steps"
+        )
+    gas = config.get("gradient_accumulation_steps", "auto")
+    if gas not in ("auto", 1):
+        raise ConfigError(
+            f"{where}: gradient_accumulation_steps must be 1 or auto (GradCache replaces accumulation)"
+        )
+    config["gradient_accumulation_steps"] = 1
+    _fill(config, "train_micro_batch_size_per_gpu", cfg.per_device_batch_size)
+    micro = config["train_micro_batch_size_per_gpu"]
+    if micro != cfg.per_device_batch_size:
+        raise ConfigError(
+            f"{where}: train_micro_batch_size_per_gpu={micro} but train.per_device_batch_size={cfg.per_device_batch_size}"
+        )
+    _fill(config, "gradient_clipping", float(cfg.max_grad_norm or 0.0))
+    for kind in ("bf16", "fp16"):
+        wanted = cfg.mixed_precision == kind
+        _fill(config, f"{kind}.enabled", wanted)
+        if bool(config[kind]["enabled"]) != wanted:
+            raise ConfigError(
+                f"{where}: {kind}.enabled={config[kind]['enabled']} but train.mixed_precision={cfg.mixed_precision!r}"
+            )
+    if "optimizer" in config:
+        params = {
+            "lr": cfg.lr,
+            "betas": [cfg.adam_beta1, cfg.adam_beta2],
+            "eps": cfg.adam_eps,
+            "weight_decay": cfg.weight_decay,
+        }
+        for key, value in params.items():
+            _fill(config, f"optimizer.params.{key}", value)
+    return config
+
+
+def deepspeed_requested(cfg: TrainConfig) -> bool:
+    return bool(cfg.deepspeed_config) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def build_accelerator(cfg: Config) -> Accelerator:
+    """An Accelerator matching the launch (plain, DDP, DeepSpeed) and the config."""
+    t = cfg.train
+    if t.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(
+            f"train.mixed_precision must be one of {MIXED_PRECISION}, got {t.mixed_precision!r}"
+        )
+    cuda = torch.cuda.is_available()
+    use_ds = deepspeed_requested(t)
+    plugin = (
+        DeepSpeedPlugin(hf_ds_config=resolve_deepspeed_config(t.deepspeed_config, t))
+        if t.deepspeed_config
+        else None
+    )
+    # No find_unused_parameters: the backbones keep every trainable parameter in the graph of every
+    # chunk (text-only chunks included), which ZeRO-2/3 need anyway.
+    handlers: list[Any] = []
+    if use_ds and not cuda:
+        # accelerate drops DeepSpeed under cpu=True; gloo + a default Accelerator works
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # avoid a 20-55 s op build
+    accelerator = Accelerator(
+        cpu=not cuda and not use_ds,
+        mixed_precision=t.mixed_precision,
+        deepspeed_plugin=plugin,
+        kwargs_handlers=handlers,
+        step_scheduler_with_optimizer=False,  # one scheduler step per global step, whatever the world size
+    )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is None:
+        # launched with `accelerate launch --use_deepspeed`: fill its config in place before prepare()
+        ds = accelerator.state.deepspeed_plugin
+        resolved = resolve_deepspeed_config(ds.deepspeed_config, t, where="accelerate's deepspeed config")
+        ds.deepspeed_config.clear()
+        ds.deepspeed_config.update(resolved)
+    return accelerator
+
+
+def deepspeed_float_dtype(accelerator: Accelerator) -> torch.dtype | None:
+    """The dtype DeepSpeed runs the model in (inputs must be cast by hand), or None outside DeepSpeed."""
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return None
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    if config.get("bf16", {}).get("enabled"):
+        return torch.bfloat16
+    if config.get("fp16", {}).get("enabled"):
+        return torch.float16
+    return None
+
+
+def zero_stage(accelerator: Accelerator) -> int:
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return 0
+    return int(
+        accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage", 0)
+    )

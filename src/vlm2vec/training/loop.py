@@ -1,0 +1,435 @@
+"""The training loop: data -> GradCache step -> clip -> AdamW step -> schedule, with checkpoints and logs.
+
+One global step = one global batch (`per_device_batch_size` x processes) = one optimizer step. The
+backward is always `GradCache.step` (plain when a side fits in one chunk), for one process, DDP and
+DeepSpeed alike. Everything that depends on the data order (the sampler) is a pure function of the
+seed and the step, and everything else that is random (dropout) is restored from the checkpoint's RNG
+states, so `--resume` continues exactly where the checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import DummyOptim, DummyScheduler, set_seed
+from tqdm.auto import tqdm
+
+from ..config import Config, ConfigError, save_config, to_dict
+from ..data import build_sources, build_train_loader
+from ..gradcache import GradCache
+from ..losses import ContrastiveLoss
+from ..model import EmbeddingModel
+from .checkpoint import (
+    install_trainable_only_hook,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from .engine import build_accelerator, deepspeed_float_dtype, zero_stage
+from .logging import MetricsLogger
+from .optim import build_optimizer, build_scheduler, lr_lambda, param_groups
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient norm became NaN/inf; the run stops before saving anything from that step."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    step: int
+    loss: float | None
+    final_dir: Path | None  # the exported model (None when stopped early by train.stop_at_step)
+    skipped_rows: int
+
+
+def num_negatives(cfg: Config) -> int:
+    """Hard negatives per query: `data.num_hard_negatives` (at least 1) when `train.hard_negatives`."""
+    if cfg.data.num_hard_negatives and not cfg.train.hard_negatives:
+        raise ConfigError("data.num_hard_negatives is set but train.hard_negatives is false")
+    return max(1, cfg.data.num_hard_negatives) if cfg.train.hard_negatives else 0
+
+
+def _freeze_unused_head(encoder: torch.nn.Module) -> None:
+    """Embeddings never call the LM head; a trainable, untied head would break DDP (no gradient)."""
+    get_out = getattr(encoder, "get_output_embeddings", None)
+    get_in = getattr(encoder, "get_input_embeddings", None)
+    head = get_out() if get_out else None
+    if head is None or not hasattr(head, "weight"):
+        return
+    tied = get_in is not None and get_in() is not None and get_in().weight is head.weight
+    if not tied:
+        head.requires_grad_(False)
+
+
+def _to_device(inputs: dict[str, Any] | None, device: torch.device, float_dtype: torch.dtype | None) -> Any:
+    if inputs is None:
+        return None
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if float_dtype is not None and value.is_floating_point():
+                value = value.to(float_dtype)
+        out[key] = value
+    return out
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB -> GiB (process RSS)
+
+
+class _Interval:
+    """Per-step values summed between two log lines; `pop()` returns their means and starts over.
+
+    Throughput is total work over total time; `data_hash` covers this rank's rows of every step of
+    the interval, so two runs with the same data order log the same hashes.
+    """
+
+    def __init__(self) -> None:
+        self.steps, self.loss, self.norm, self.norms = 0, 0.0, 0.0, 0
+        self.time, self.data_time, self.samples, self.tokens = 0.0, 0.0, 0, 0
+        self.hash = hashlib.blake2b(digest_size=6)
+
+    def add(
+        self,
+        loss: float,
+        norm: float | None,
+        step_time: float,
+        data_time: float,
+        samples: int,
+        tokens: int,
+        rows: list,
+    ) -> None:
+        self.steps += 1
+        self.loss += loss
+        if norm is not None:
+            self.norm, self.norms = self.norm + norm, self.norms + 1
+        self.time += step_time
+        self.data_time += data_time
+        self.samples += samples
+        self.tokens += tokens
+        self.hash.update(repr(rows).encode())
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / max(1, self.steps)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.time if self.time else 0.0
+
+    def pop(self) -> dict[str, Any]:
+        record = {
+            "loss": self.mean_loss,
+            "grad_norm": self.norm / self.norms if self.norms else None,
+            "samples_per_s": self.samples_per_s,
+            "tokens_per_s": self.tokens / self.time if self.time else 0.0,
+            "step_time": self.time / max(1, self.steps),
+            "data_time": self.data_time / max(1, self.steps),
+            "data_hash": self.hash.hexdigest(),
+        }
+        self.__init__()
+        return record
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed
+
+
+def _build_optimizer_and_scheduler(model: torch.nn.Module, cfg: Config, accelerator) -> tuple[Any, Any]:
+    t = cfg.train
+    ds_config = (
+        accelerator.state.deepspeed_plugin.deepspeed_config if accelerator.state.deepspeed_plugin else {}
+    )
+    if "optimizer" in ds_config:  # DeepSpeed builds the optimizer; our schedule wraps it after prepare
+        optimizer = DummyOptim(param_groups(model, t.weight_decay), lr=t.lr, weight_decay=t.weight_decay)
+        multiplier = lr_lambda(t.scheduler, t.warmup_steps, t.max_steps)
+        scheduler = DummyScheduler(
+            optimizer,
+            total_num_steps=t.max_steps,
+            warmup_num_steps=t.warmup_steps,
+            lr_scheduler_callable=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, multiplier),
+        )
+        return optimizer, scheduler
+    optimizer = build_optimizer(model, t)
+    return optimizer, build_scheduler(optimizer, t)
+
+
+def _prepare_output_dir(accelerator, cfg: Config) -> Path | None:
+    """Create the output dir, tidy a killed save, write the resolved config; return the checkpoint to
+    resume from. A fresh run refuses a folder that already holds checkpoints."""
+    t = cfg.train
+    out = Path(t.output_dir)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+    accelerator.wait_for_everyone()
+    resume_from = None
+    if t.resume:
+        resume_from = latest_checkpoint(out)
+        if resume_from is None:
+            logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    elif list_checkpoints(out):
+        raise ConfigError(
+            f"{out} already holds checkpoints: pass --resume to continue, or choose another train.output_dir"
+        )
+    if accelerator.is_main_process:
+        save_config(cfg, out / "config.yaml")
+    return resume_from
+
+
+def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
+    """Run (or resume) training as configured; returns where the model went. Collective in distributed runs.
+
+    `model`: an already built model to train instead of `EmbeddingModel.from_config(cfg.model)` (e.g. a
+    randomly initialised full-size one for benchmarks).
+    """
+    t = cfg.train
+    if t.max_steps <= 0:
+        raise ConfigError(f"train.max_steps must be positive, got {t.max_steps}")
+    accelerator = build_accelerator(cfg)
+    main = accelerator.is_main_process
+    out = Path(t.output_dir)
+
+    if t.prepare_demo:
+        if main:
+            from .demo import prepare_demo_assets
+
+            prepare_demo_assets(cfg)
+        accelerator.wait_for_everyone()
+
+    resume_from = _prepare_output_dir(accelerator, cfg)
+    sources = build_sources(cfg.data)  # data problems show before a large model is loaded
+    negatives = num_negatives(cfg)
+
+    set_seed(t.seed)
+    if model is None:
+        model = EmbeddingModel.from_config(cfg.model)
+    _freeze_unused_head(model.encoder)
+    model.train()
+    trainable_only = model.is_lora
+    optimizer, scheduler = _build_optimizer_and_scheduler(model, cfg, accelerator)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if trainable_only:
+        install_trainable_only_hook(accelerator)
+    if (
+        zero_stage(accelerator) >= 2
+        and (not cfg.model.lora or cfg.model.lora_vision)
+        and not cfg.data.per_source_batches
+    ):
+        logger.warning(
+            "ZeRO-%d with a trainable vision tower on mixed batches: ZeRO reduces gradients in the order they "
+            "become ready, which differs between ranks whose chunks differ in modality; set "
+            "data.per_source_batches=true, use ZeRO-1, or train LoRA on the language model (docs/training.md)",
+            zero_stage(accelerator),
+        )
+    unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
+
+    start_step, state = 0, {}
+    if resume_from is not None:
+        state = load_checkpoint(accelerator, resume_from, trainable_only=trainable_only)
+        start_step = int(state["step"])
+        logger.info("resumed from %s at step %d", resume_from, start_step)
+
+    loader, sampler = build_train_loader(
+        cfg.data,
+        sources,
+        unwrapped.processor,
+        per_device_batch_size=t.per_device_batch_size,
+        num_negatives=negatives,
+        max_length=cfg.model.max_length,
+        seed=t.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        start_step=start_step,
+        max_steps=t.max_steps,
+    )
+    if state.get("data") and state["data"] != sampler.state_dict():
+        logger.warning(
+            "data order differs from the checkpoint's (%s vs %s): resuming on the new order",
+            state["data"],
+            sampler.state_dict(),
+        )
+    loss_fn = ContrastiveLoss(
+        temperature=cfg.model.temperature,
+        mask_false_negatives=t.mask_false_negatives,
+        symmetric=t.symmetric_loss,
+    )
+    grad_cache = GradCache(
+        loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch
+    )
+    float_dtype = deepspeed_float_dtype(accelerator)
+    params = [p for p in model.parameters() if p.requires_grad]
+    global_batch = t.per_device_batch_size * accelerator.num_processes
+
+    metrics = MetricsLogger(
+        out,
+        report_to=t.report_to,
+        run_name=t.run_name,
+        config=to_dict(cfg),
+        enabled=main,
+        resume_step=start_step if resume_from is not None else None,
+    )
+    if main:
+        n_trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+        n_total = sum(p.numel() for p in unwrapped.parameters())
+        logger.info(
+            "training %s: %d processes x %d = global batch %d, %d steps (%.2f epochs), %d of %d params trainable, %s",
+            cfg.model.backbone,
+            accelerator.num_processes,
+            t.per_device_batch_size,
+            global_batch,
+            t.max_steps,
+            sampler.epochs(t.max_steps),
+            n_trainable,
+            n_total,
+            accelerator.distributed_type.value,
+        )
+    stop_at = min(t.max_steps, t.stop_at_step) if t.stop_at_step else t.max_steps
+    skipped_total = int(state.get("skipped_rows", 0))
+    step, loss_value = start_step, None
+    bar = tqdm(total=t.max_steps, initial=start_step, disable=not main, desc="train", dynamic_ncols=True)
+    watch, interval = _Stopwatch(), _Interval()
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {"data": sampler.state_dict(), "skipped_rows": skipped_total, "loss": loss_value}
+
+    try:
+        batches = iter(loader)
+        while step < stop_at:
+            batch = next(batches)
+            data_time = watch.lap()
+            loss = grad_cache.step(
+                model,
+                _to_device(batch["qry"], accelerator.device, float_dtype),
+                _to_device(batch["tgt"], accelerator.device, float_dtype),
+                _to_device(batch["neg"], accelerator.device, float_dtype),
+                qry_keys=batch["qry_keys"],
+                tgt_keys=batch["tgt_keys"],
+                neg_keys=batch["neg_keys"],
+            )
+            grad_norm = None
+            if t.max_grad_norm:
+                grad_norm = accelerator.clip_grad_norm_(params, t.max_grad_norm)
+            loss_value = float(loss)
+            norm_value = float(grad_norm) if grad_norm is not None else None
+            if not math.isfinite(loss_value) or (norm_value is not None and not math.isfinite(norm_value)):
+                last = latest_checkpoint(out)
+                metrics.log(
+                    step + 1,
+                    {"stopped": "non-finite loss", "loss": str(loss_value), "grad_norm": str(norm_value)},
+                )
+                raise NonFiniteLossError(
+                    f"step {step + 1}: loss {loss_value}, grad norm {norm_value}: stopping; rows "
+                    f"{batch['rows'][:8]}{'...' if len(batch['rows']) > 8 else ''}; nothing from this step "
+                    f"was saved, last good checkpoint: {last or 'none'}"
+                )
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            counts = torch.tensor([batch["num_tokens"], len(batch["skipped"])], device=accelerator.device)
+            counts = accelerator.reduce(counts, "sum")
+            skipped_total += int(counts[1])
+            interval.add(
+                loss_value,
+                norm_value,
+                data_time + watch.lap(),
+                data_time,
+                global_batch,
+                int(counts[0]),
+                batch["rows"],
+            )
+            if batch["skipped"] and main:
+                logger.warning(
+                    "step %d: skipped %d bad row(s), e.g. %s",
+                    step,
+                    len(batch["skipped"]),
+                    batch["skipped"][0],
+                )
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{interval.mean_loss:.4f}",
+                lr=f"{lr:.2e}",
+                sps=f"{interval.samples_per_s:.1f}",
+                refresh=False,
+            )
+            if step % t.log_every == 0 or step == stop_at:
+                record = interval.pop()
+                record.update(
+                    lr=lr,
+                    peak_mem_gb=_peak_memory_gb(accelerator.device),
+                    epoch=sampler.epochs(step),
+                    skipped_rows=skipped_total,
+                )
+                metrics.log(step, record)
+            at_stop = step == stop_at
+            if (t.save_every and (step % t.save_every == 0 or at_stop)) or (
+                at_stop and stop_at < t.max_steps
+            ):
+                save_checkpoint(
+                    accelerator,
+                    out,
+                    step,
+                    checkpoint_state(),
+                    keep_last=t.keep_last,
+                    trainable_only=trainable_only,
+                )
+                watch.lap()  # saving is not part of the next step's time
+    finally:
+        bar.close()
+        metrics.close()
+
+    final_dir = export_model(accelerator, model, out, merged=t.save_merged) if step >= t.max_steps else None
+    accelerator.wait_for_everyone()
+    return TrainResult(out, step, loss_value, final_dir, skipped_total)
+
+
+def export_model(accelerator, model: torch.nn.Module, output_dir: Path, *, merged: bool = False) -> Path:
+    """Write `<output_dir>/final` (adapters, or the full model) and, with `merged`, `final_merged`.
+
+    Collective: under ZeRO-3 every rank takes part in gathering the partitioned weights.
+    """
+    unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
+    gather: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if zero_stage(accelerator) == 3:
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
+    final = output_dir / "final"
+    with gather:
+        if accelerator.is_main_process:
+            unwrapped.save_pretrained(final)
+            if merged and unwrapped.is_lora:
+                unwrapped.save_pretrained(output_dir / "final_merged", merged=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        logger.info("exported model to %s", final)
+    return final
+
+
+__all__ = ["NonFiniteLossError", "TrainResult", "export_model", "num_negatives", "train"]

@@ -1,0 +1,123 @@
+"""Bad input during training: clear errors naming source/row/path, skipping when asked, and a
+non-finite loss that stops the run without touching the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
+
+from vlm2vec.config import Config, DataConfig, PairSourceConfig, TrainConfig
+from vlm2vec.data import BadRowError
+from vlm2vec.testing import tiny_model_config
+from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
+from vlm2vec.training import NonFiniteLossError, latest_checkpoint, list_checkpoints, train
+from vlm2vec.training import loop as loop_module
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate():
+    """`train` builds an Accelerator; accelerate keeps process-wide state between calls in one process."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def mmeb_dir(tmp_path_factory) -> Path:
+    subsets = {"ImageNet_1K": "classification", "MSCOCO_t2i": "retrieval_t2i"}
+    return write_synthetic_mmeb_train(tmp_path_factory.mktemp("mmeb"), subsets=subsets, rows_per_subset=12)
+
+
+def _config(out: Path, model_dir: Path, data: DataConfig, **train_kw) -> Config:
+    train_cfg = dict(
+        output_dir=str(out),
+        per_device_batch_size=4,
+        qry_chunk_size=2,
+        tgt_chunk_size=2,
+        max_steps=4,
+        lr=1e-3,
+        report_to="none",
+        seed=0,
+    )
+    train_cfg.update(train_kw)
+    return Config(model=tiny_model_config("qwen2_vl", model_dir), data=data, train=TrainConfig(**train_cfg))
+
+
+class NaNAtThirdCall(loop_module.ContrastiveLoss):
+    calls = 0
+
+    def __call__(self, *args, **kwargs):
+        loss = super().__call__(*args, **kwargs)
+        type(self).calls += 1
+        return loss * float("nan") if type(self).calls == 3 else loss
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_qwen_dir, mmeb_dir, monkeypatch
+):
+    monkeypatch.setattr(loop_module, "ContrastiveLoss", NaNAtThirdCall)
+    NaNAtThirdCall.calls = 0
+    out = tmp_path / "run"
+    cfg = _config(out, tiny_qwen_dir, DataConfig(mmeb_train_dir=str(mmeb_dir)), save_every=2, keep_last=3)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: loss nan.*last good checkpoint: .*step-00000002"):
+        train(cfg)
+    assert [step for step, _ in list_checkpoints(out)] == [2]
+    ckpt = latest_checkpoint(out)
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 2
+    weights = load_file(ckpt / "model.safetensors")
+    assert weights and all(bool(t.isfinite().all()) for t in weights.values())
+    assert not (out / "final").exists()
+    assert not any(p.name.startswith(".tmp") for p in (out / "checkpoints").iterdir())
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["stopped"] == "non-finite loss"
+
+    # nothing was lost: the run resumes from step 2 and finishes
+    monkeypatch.setattr(loop_module, "ContrastiveLoss", NaNAtThirdCall.__mro__[1])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    cfg.train.resume = True
+    result = train(cfg)
+    assert result.step == 4 and (out / "final" / "vlm2vec.json").is_file()
+
+
+def _pairs_with_missing_image(folder: Path) -> PairSourceConfig:
+    from PIL import Image
+
+    Image.new("RGB", (48, 48), "red").save(folder / "ok.png")
+    lines = [
+        json.dumps({"q": f"<|image_1|> item {i}", "img": "ok.png", "t": f"target {i}"}) for i in range(8)
+    ]
+    lines[5] = json.dumps({"q": "<|image_1|> item 5", "img": "missing/five.png", "t": "target 5"})
+    path = folder / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return PairSourceConfig(name="mypairs", path=str(path), qry_text="q", qry_image="img", pos_text="t")
+
+
+def test_missing_image_stops_training_naming_source_row_and_path(tmp_path, tiny_qwen_dir):
+    data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)])
+    cfg = _config(tmp_path / "run", tiny_qwen_dir, data, max_steps=4)
+    with pytest.raises(
+        BadRowError, match=r"source 'mypairs' row 5: image file not found \(path: .*missing/five.png\)"
+    ):
+        train(cfg)
+
+
+def test_skip_bad_rows_finishes_and_counts_the_skipped_rows(tmp_path, tiny_qwen_dir):
+    data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)], skip_bad_rows=True)
+    out = tmp_path / "run"
+    result = train(_config(out, tiny_qwen_dir, data, max_steps=4))
+    assert result.step == 4 and result.skipped_rows >= 1
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["skipped_rows"] == result.skipped_rows
+
+
+def test_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, tiny_qwen_dir, mmeb_dir):
+    out = tmp_path / "run"
+    cfg = _config(out, tiny_qwen_dir, DataConfig(mmeb_train_dir=str(mmeb_dir)), max_steps=2, save_every=1)
+    train(cfg)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(Exception, match="already holds checkpoints: pass --resume"):
+        train(cfg)
