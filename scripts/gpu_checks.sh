@@ -3,7 +3,8 @@
 # Writes one JSON file per check plus a log into $OUT (default: ./gpu_out). Each check has its own
 # time limit so that one slow check cannot starve the others. Figures go to docs/benchmarks.md.
 #
-#   bash scripts/gpu_checks.sh            # on a GPU machine, from the repository root
+#   bash scripts/gpu_checks.sh                    # on a GPU machine, from the repository root
+#   CHECKS="train eval" bash scripts/gpu_checks.sh  # a subset
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -21,6 +22,7 @@ cat "$OUT/gpu.txt"
 
 check() {  # check NAME SECONDS SCRIPT ARGS...
   local name=$1 limit=$2; shift 2
+  case " ${CHECKS:-phi3v train gradcache eval} " in *" $name "*) ;; *) return 0 ;; esac
   echo "== $name (limit ${limit}s): python3 $*" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" python3 "$@" > "$OUT/$name.json" 2>> "$LOG"
@@ -31,8 +33,8 @@ check() {  # check NAME SECONDS SCRIPT ARGS...
 
 check phi3v 130 scripts/bench_phi3v.py --device cuda --backward
 check train 200 scripts/bench_train.py --device cuda
-check gradcache 80 scripts/bench_gradcache.py --device cuda --hidden 1024 --layers 8 --heads 16 --seq 128 \
-  --batch 256 --chunk 32 --mem-batches 16,32,64,128,256 --mem-chunk 16 --dtype bf16 --dropout 0.1 --repeats 10 --warmup 2
+check gradcache 100 scripts/bench_gradcache.py --device cuda --hidden 2048 --layers 8 --heads 16 --seq 512 \
+  --batch 64 --chunk 16 --mem-batches 16,32,64 --mem-chunk 8 --dtype bf16 --dropout 0.1 --repeats 6 --warmup 2
 check eval 80 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
-  --queries 200 --candidates 40 --batch-size 64 --num-workers 4
+  --queries 200 --candidates 25 --batch-size 64 --num-workers 4
 tail -n 40 "$LOG"
