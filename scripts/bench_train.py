@@ -81,7 +81,7 @@ def build_model(folder: Path, cfg, size: str, device: str):
 
     from vlm2vec.backbones import get_backbone
     from vlm2vec.backbones.phi3v import official_config_dict, read_config
-    from vlm2vec.model import EmbeddingModel, _add_lora, load_processor
+    from vlm2vec.model import EmbeddingModel, apply_lora, load_processor
     from vlm2vec.testing.tiny_phi3v import write_tiny_phi3v
 
     write_tiny_phi3v(folder)  # tokenizer files (+ tiny weights, unused at full size)
@@ -96,7 +96,7 @@ def build_model(folder: Path, cfg, size: str, device: str):
     with torch.device(device):
         encoder = backbone.model_from_config(hf_config, cfg)
     if cfg.lora:
-        encoder = _add_lora(backbone, encoder, cfg)
+        encoder = apply_lora(backbone, encoder, cfg)
     return EmbeddingModel(backbone, encoder, load_processor(cfg), cfg)
 
 

@@ -96,3 +96,11 @@ def test_every_shipped_config_file_loads():
     files = sorted((root / "train").glob("*.yaml")) + sorted((root / "eval").glob("*.yaml"))
     for f in files:
         assert isinstance(load_config(f), Config), f
+
+
+def test_yaml_12_scalars_keep_no_as_a_string_and_read_exponent_floats(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  mixed_precision: no\n  lr: 2e-5\n  resume: false\n")
+    cfg = load_config(path, ["--train.weight_decay=1e-2"])
+    assert cfg.train.mixed_precision == "no" and cfg.train.lr == 2e-5 and cfg.train.weight_decay == 0.01
+    assert load_config(None, ["--train.mixed_precision=no"]).train.mixed_precision == "no"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,33 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names the key."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 scalars: only true/false are booleans (so `mixed_precision: no` stays the string
+    "no") and `1e-5` is a float, as a researcher writing a config expects."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?$|^[-+]?\d+[eE][-+]?\d+$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,11 +233,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
         raise ConfigError(f"{key}: expected float, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -247,7 +270,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not item.startswith("--") or "=" not in item:
         raise ConfigError(f"override {item!r} must look like --section.key=value")
     key, raw = item[2:].split("=", 1)
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    return key.split("."), _yaml_load(raw) if raw != "" else ""
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -269,7 +292,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None:
         text = Path(path).read_text()
         try:
-            data = yaml.safe_load(text) or {}
+            data = _yaml_load(text) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):

@@ -87,7 +87,7 @@ class EmbeddingModel(nn.Module):
 
             encoder = PeftModel.from_pretrained(encoder, str(ckpt), is_trainable=cfg.lora)
         elif cfg.lora:
-            encoder = _add_lora(backbone, encoder, cfg)
+            encoder = apply_lora(backbone, encoder, cfg)
         return cls(backbone, encoder, load_processor(cfg), cfg)
 
     @classmethod
@@ -213,7 +213,8 @@ class EmbeddingModel(nn.Module):
         return folder
 
 
-def _add_lora(backbone: Backbone, encoder: nn.Module, cfg: ModelConfig) -> nn.Module:
+def apply_lora(backbone: Backbone, encoder: nn.Module, cfg: ModelConfig) -> nn.Module:
+    """Wrap `encoder` in a PEFT LoRA (or DoRA) model as `cfg` says (in place, as peft does)."""
     from peft import LoraConfig, get_peft_model
 
     lora_cfg = LoraConfig(
@@ -234,4 +235,4 @@ def _merged_copy(peft_model: nn.Module) -> nn.Module:
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
-__all__: Sequence[str] = ["EmbeddingModel", "last_token_pool", "load_processor", "META_FILE"]
+__all__: Sequence[str] = ["EmbeddingModel", "apply_lora", "last_token_pool", "load_processor", "META_FILE"]
