@@ -7,7 +7,7 @@ import torch
 
 from vlm2vec import EmbeddingModel, last_token_pool
 from vlm2vec.backbones import detect_backbone, get_backbone
-from vlm2vec.testing import make_tiny_checkpoint, tiny_model_config
+from vlm2vec.testing import gradient_ready_order, make_tiny_checkpoint, tiny_model_config
 
 TEXTS = [
     "<|image_1|> Represent the given image for classification",
@@ -195,14 +195,46 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
 
 def test_text_only_training_batch_still_runs_the_vision_tower(tiny_qwen_dir):
-    """ZeRO-3 and DDP need every rank to run (and give gradients to) the vision tower every step."""
+    """ZeRO-3 and DDP need every rank to run (and give gradients to) the vision tower every step; only
+    in training (inference does not pay for the dummy image)."""
     model = _model(tiny_qwen_dir).train()
-    inputs = model.processor(["a red circle", "blue"])
-    reps = model.encode(inputs)
-    reps.sum().backward()
     visual = model.encoder.model.visual
-    grads = [p.grad for p in visual.parameters() if p.requires_grad]
-    assert grads and all(g is not None and torch.count_nonzero(g) == 0 for g in grads)
-    model.eval()
-    with torch.no_grad():
-        assert torch.allclose(model.encode(inputs), reps.detach(), atol=1e-6)  # the zero is exact
+    calls = []
+    handle = visual.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape))
+    try:
+        inputs = model.processor(["a red circle", "blue"])
+        reps = model.encode(inputs)
+        reps.sum().backward()
+        assert len(calls) == 1
+        grads = [p.grad for p in visual.parameters() if p.requires_grad]
+        assert grads and all(g is not None and torch.count_nonzero(g) == 0 for g in grads)
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(model.encode(inputs), reps.detach())  # the zero is exact
+        assert len(calls) == 1  # not run in eval mode
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize(
+    "name, checkpointing", [("qwen2_vl", False), ("qwen2_vl", True), ("qwen2_5_vl", False)]
+)
+def test_text_only_and_image_batches_make_gradients_ready_in_the_same_order(
+    tmp_path, tiny_qwen_dir, tiny_images, name, checkpointing
+):
+    """ZeRO-2 fills its reduction buckets in this order on each rank: a rank with a text-only chunk must
+    agree with a rank whose chunk has images (full fine-tuning, vision tower trainable)."""
+    folder = tiny_qwen_dir if name == "qwen2_vl" else make_tiny_checkpoint(name, tmp_path / name)
+    torch.manual_seed(0)
+    cfg = tiny_model_config(name, folder, gradient_checkpointing=checkpointing)
+    model = EmbeddingModel.from_config(cfg).train()
+    proc = model.processor
+
+    def order(texts, images=None):
+        return gradient_ready_order(model.encoder, lambda: model.encode(proc(texts, images)).sum())
+
+    with_image = order(["<|image_1|> a red circle", "blue"], [[tiny_images[0]], []])
+    trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
+    assert sorted(with_image) == sorted(trainable) and any(".visual." in n for n in trainable)
+    assert order(["a red circle", "blue"]) == with_image
+    assert order(["<|image_1|> x <|image_2|>"], [[tiny_images[1], tiny_images[2]]]) == with_image

@@ -447,6 +447,53 @@ def test_bf16_checkpointing_every_trainable_parameter_gets_a_gradient(backbone, 
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
 
+def test_text_only_training_batch_runs_the_image_embedding_with_an_exact_zero(
+    backbone, folder, cfg, processor
+):
+    """In training a text-only batch runs the real image-embedding module (ZeRO-3 gathers follow module
+    hooks): every trainable vision parameter gets an exactly-zero gradient and the outputs are those of
+    the text alone. Inference does not run it."""
+    model = backbone.load_model(str(folder), cfg).train()
+    vision = model.model.vision_embed_tokens
+    calls = []
+    handle = vision.register_forward_pre_hook(lambda mod, args: calls.append(args[1].tolist()))
+    try:
+        batch = processor(["only words here", "and more words"])
+        hidden = backbone.last_hidden_state(model, batch)
+        hidden.sum().backward()
+        assert len(calls) == 1
+        grads = [p.grad for p in vision.parameters() if p.requires_grad]
+        assert grads and all(g is not None and torch.count_nonzero(g) == 0 for g in grads)
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(backbone.last_hidden_state(model, batch), hidden.detach())
+        assert len(calls) == 1
+    finally:
+        handle.remove()
+
+
+def test_text_only_and_image_batches_make_gradients_ready_in_the_same_order(backbone, folder, cfg, processor):
+    """ZeRO-2 fills its reduction buckets in this order on each rank: a rank with a text-only chunk must
+    agree with a rank whose chunk has images (full fine-tuning, vision trainable)."""
+    from vlm2vec.testing import gradient_ready_order
+
+    model = backbone.load_model(str(folder), cfg).train()
+
+    def order(texts, images=None):
+        return gradient_ready_order(
+            model, lambda: backbone.last_hidden_state(model, processor(texts, images)).sum()
+        )
+
+    with_image = order(["<|image_1|> a red circle", "blue"], [[noise_image(100, 70)], None])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert sorted(with_image) == sorted(trainable) and any(n.startswith(VISION_PREFIX) for n in trainable)
+    assert order(["a red circle", "blue"]) == with_image
+    assert (
+        order(["<|image_1|> x <|image_2|>"], [[noise_image(640, 480, 3), noise_image(60, 60, 4)]])
+        == with_image
+    )
+
+
 def test_official_config_json_reads_with_clip_vit_l_and_longrope(tmp_path):
     from vlm2vec.backbones.phi3v import official_config_dict, read_config
 

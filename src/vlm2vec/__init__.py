@@ -1,8 +1,8 @@
 """vlm2vec: vision-language models as multimodal embedding models (contrastive training, MMEB eval).
 
-    from vlm2vec import EmbeddingModel
-    model = EmbeddingModel.from_pretrained("path/to/saved_or_base_model")
-    reps = model.embed(["<|image_1|> Represent the given image.", "a red circle"], [[image], []])
+from vlm2vec import EmbeddingModel
+model = EmbeddingModel.from_pretrained("path/to/saved_or_base_model")
+reps = model.embed(["<|image_1|> Represent the given image.", "a red circle"], [[image], []])
 """
 
 from .config import Config, ConfigError, DataConfig, EvalConfig, ModelConfig, TrainConfig, load_config

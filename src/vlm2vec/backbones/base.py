@@ -76,6 +76,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def vision_dummy_needed(model: torch.nn.Module, vision: torch.nn.Module) -> bool:
+    """Whether a text-only batch must run the vision path on a dummy image (see the backbones).
+
+    Only in training mode, and only when some vision parameter is trainable (its gradient must become
+    ready at the same point of every backward on every rank: ZeRO-2 fills its reduction buckets in that
+    order, DDP needs every gradient) or partitioned by ZeRO-3 (every rank must run the same modules,
+    since running one gathers its parameters with a collective).
+    """
+    if not model.training:
+        return False
+    return any(p.requires_grad or hasattr(p, "ds_id") for p in vision.parameters())
+
+
 class Backbone(ABC):
     """A model family. Instances are stateless helpers; the weights live in the nn.Module they build."""
 

@@ -11,8 +11,10 @@ by name with no renaming:
     lm_head                                                 kept for the file layout, never called
 
 Parameters that never receive a gradient on the embedding path (the LM head, the CLIP layers after the
-feature layer, CLIP's post-layernorm) are frozen at construction, and a text-only batch still reaches
-the trainable vision parameters (with an exact zero), so DDP needs no `find_unused_parameters`.
+feature layer, CLIP's post-layernorm) are frozen at construction, and in training a text-only batch
+runs the image embedding on a dummy image and adds its output times zero to the input embeddings, so
+every backward reaches the trainable vision parameters in the same order (DDP needs no
+`find_unused_parameters`; ZeRO-2 buckets and ZeRO-3 gathers agree across ranks).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, Phi3Config, Phi3Mode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.phi3.modeling_phi3 import Phi3PreTrainedModel
+
+from .base import vision_dummy_needed
 
 #: CLIP ViT-L/14 at 336 px: the vision tower implied by the official config (which has no vision section)
 VIT_L_14_336: dict[str, Any] = {
@@ -221,7 +225,9 @@ class Phi3VModel(Phi3Model):
         """Token embeddings with image k's features written where `input_ids == -k`."""
         embeds = self.embed_tokens(input_ids.clamp(min=0))
         if pixel_values is None or not bool((input_ids < 0).any()):
-            return self._keep_vision_in_graph(embeds)
+            if vision_dummy_needed(self, self.vision_embed_tokens):
+                return embeds + self._dummy_image_zero(embeds)
+            return embeds
         per_row = self.vision_embed_tokens(pixel_values, image_sizes)
         hidden = embeds.shape[-1]
         flat_index, feats = [], []
@@ -243,14 +249,22 @@ class Phi3VModel(Phi3Model):
         )
         return flat.view_as(embeds)
 
-    def _keep_vision_in_graph(self, embeds: torch.Tensor) -> torch.Tensor:
-        """A text-only batch adds an exact zero built from every trainable vision parameter, so each
-        backward reaches them all (DDP without `find_unused_parameters`, vision LoRA, full fine-tune)."""
-        params = [p for p in self.vision_embed_tokens.parameters() if p.requires_grad]
-        if not params or not torch.is_grad_enabled():
-            return embeds
-        zero = torch.stack([p.reshape(-1)[0].float() for p in params]).sum() * 0.0
-        return embeds + zero.to(embeds.dtype)
+    def _dummy_image_zero(self, like: torch.Tensor) -> torch.Tensor:
+        """An exact zero computed by the image embedding on the smallest image it accepts (a thumbnail
+        and one tile of zero pixels), for a text-only training batch.
+
+        Every rank must run the same modules and back-propagate through them in the same order: ZeRO-3
+        gathers a module's parameters with a collective when it runs, DDP expects a gradient for every
+        trainable parameter, and ZeRO-2 packs gradients into its reduction buckets in the order they
+        become ready. So the real module runs (its hooks fire) and its output joins the input embeddings
+        after the token embedding, where real image features are written.
+        """
+        vision = self.vision_embed_tokens
+        size = vision.crop_size
+        crops = torch.zeros(1, 1, 2, 3, size, size, device=like.device, dtype=like.dtype)
+        sizes = torch.tensor([[[size, size]]], device=like.device)
+        feats = vision(crops, sizes)[0][0]
+        return (feats.to(like.dtype) * 0.0).sum()
 
     def forward(
         self,

@@ -30,6 +30,7 @@ from .base import (
     check_placeholders,
     normalize_batch,
     to_rgb,
+    vision_dummy_needed,
 )
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -240,6 +241,15 @@ class _QwenVLBase(Backbone):
         else:
             position_ids = padded_positions(mask)
             mm_types = torch.zeros_like(mm_types)  # 1-D positions for image pads (vlm2vec format)
+        if not has_images and vision_dummy_needed(inner, inner.visual):
+            # the dummy image's zero joins the input embeddings, where real image features would
+            out = inner(
+                inputs_embeds=_embeds_with_dummy_image(inner, inputs["input_ids"]),
+                attention_mask=mask,
+                position_ids=position_ids,
+                use_cache=False,
+            )
+            return out.last_hidden_state
         out = inner(
             input_ids=inputs["input_ids"],
             attention_mask=mask,
@@ -249,10 +259,7 @@ class _QwenVLBase(Backbone):
             mm_token_type_ids=mm_types,
             use_cache=False,
         )
-        hidden = out.last_hidden_state
-        if not has_images and inner.training:
-            hidden = hidden + _touch_vision_tower(inner, hidden)
-        return hidden
+        return out.last_hidden_state
 
     def split_batch(
         self, inputs: Mapping[str, torch.Tensor], chunk_size: int
@@ -260,20 +267,26 @@ class _QwenVLBase(Backbone):
         return split_qwen_batch(inputs, chunk_size)
 
 
-def _touch_vision_tower(inner: torch.nn.Module, like: torch.Tensor) -> torch.Tensor:
-    """An exact zero computed by the vision tower on a one-token dummy image.
+def _embeds_with_dummy_image(inner: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """Token embeddings of a text-only batch plus an exact zero computed by the vision path (tower and
+    merger) on the smallest image it accepts (one merged token of zero pixels).
 
-    In training every rank must run the same modules: ZeRO-3 gathers each module's parameters with a
-    collective when it runs, and DDP expects every trainable parameter to receive a gradient. A
-    text-only batch would skip the vision tower; this runs it on the smallest image it accepts.
+    In training every rank must run the same modules and back-propagate through them in the same
+    order: ZeRO-3 gathers each module's parameters with a collective when it runs, DDP expects every
+    trainable parameter to receive a gradient, and ZeRO-2 packs gradients into its reduction buckets
+    in the order they become ready, so a rank whose chunk has images and one whose chunk has none must
+    agree on that order. Hence the dummy's features join the graph exactly where real image features
+    do (after the token embedding, into the language model's input embeddings), computed in the same
+    order as `Qwen2VLModel.forward` does: token embeddings first, then the vision path.
     """
+    embeds = inner.get_input_embeddings()(input_ids)
     vcfg = inner.config.vision_config
     merge = vcfg.spatial_merge_size
     patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-    grid = torch.tensor([[1, merge, merge]], device=like.device)
-    pixels = torch.zeros(merge * merge, patch_dim, device=like.device, dtype=inner.visual.dtype)
+    grid = torch.tensor([[1, merge, merge]], device=embeds.device)
+    pixels = torch.zeros(merge * merge, patch_dim, device=embeds.device, dtype=inner.visual.dtype)
     feats = torch.cat(inner.get_image_features(pixels, grid, return_dict=True).pooler_output)
-    return feats.sum().to(like.dtype) * 0.0
+    return embeds + (feats.to(embeds.dtype) * 0.0).sum()
 
 
 def _is_native(inputs: Mapping[str, torch.Tensor], config: Any) -> bool:

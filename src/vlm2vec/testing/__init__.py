@@ -3,6 +3,7 @@
 Used by the test-suite and the CPU demo; nothing here downloads anything.
 """
 
+from .grad_order import gradient_ready_order
 from .synthetic import (
     DEFAULT_EVAL_DATASETS,
     DEFAULT_TRAIN_SUBSETS,
@@ -22,6 +23,7 @@ __all__ = [
     "MMEB_EVAL_KINDS",
     "MMEB_TRAIN_KINDS",
     "TINY_BUILDERS",
+    "gradient_ready_order",
     "make_tiny_checkpoint",
     "tiny_model_config",
     "train_byte_level_tokenizer",

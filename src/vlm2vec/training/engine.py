@@ -100,7 +100,8 @@ def build_accelerator(cfg: Config) -> Accelerator:
         else None
     )
     # No find_unused_parameters: the backbones keep every trainable parameter in the graph of every
-    # chunk (text-only chunks included), which ZeRO-2/3 need anyway.
+    # chunk (a text-only chunk runs the vision path on a dummy image, its features times zero joining
+    # the input embeddings), so gradients also become ready in the same order on every rank (ZeRO-2/3).
     handlers: list[Any] = []
     if use_ds and not cuda:
         # accelerate drops DeepSpeed under cpu=True; gloo + a default Accelerator works

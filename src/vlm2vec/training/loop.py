@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import DummyOptim, DummyScheduler, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, save_config, to_dict
@@ -164,6 +164,8 @@ def _build_optimizer_and_scheduler(model: torch.nn.Module, cfg: Config, accelera
         accelerator.state.deepspeed_plugin.deepspeed_config if accelerator.state.deepspeed_plugin else {}
     )
     if "optimizer" in ds_config:  # DeepSpeed builds the optimizer; our schedule wraps it after prepare
+        from accelerate.utils import DummyOptim, DummyScheduler  # exported only when deepspeed is installed
+
         optimizer = DummyOptim(param_groups(model, t.weight_decay), lr=t.lr, weight_decay=t.weight_decay)
         multiplier = lr_lambda(t.scheduler, t.warmup_steps, t.max_steps)
         scheduler = DummyScheduler(
@@ -234,17 +236,6 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if trainable_only:
         install_trainable_only_hook(accelerator)
-    if (
-        zero_stage(accelerator) >= 2
-        and (not cfg.model.lora or cfg.model.lora_vision)
-        and not cfg.data.per_source_batches
-    ):
-        logger.warning(
-            "ZeRO-%d with a trainable vision tower on mixed batches: ZeRO reduces gradients in the order they "
-            "become ready, which differs between ranks whose chunks differ in modality; set "
-            "data.per_source_batches=true, use ZeRO-1, or train LoRA on the language model (docs/training.md)",
-            zero_stage(accelerator),
-        )
     unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
 
     start_step, state = 0, {}
