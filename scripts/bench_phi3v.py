@@ -20,37 +20,12 @@ import torch
 from PIL import Image
 
 from vlm2vec.backbones import get_backbone
-from vlm2vec.backbones.phi3v_model import Phi3VConfig, Phi3VForCausalLM
+from vlm2vec.backbones.phi3v_model import Phi3VForCausalLM, published_phi35v_config
 from vlm2vec.backbones.phi3v_processor import Phi3VProcessor
 from vlm2vec.testing.tiny_phi3v import tiny_config, train_tokenizer
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 QUERY = "<|image_1|> Represent the given image with the following question: what is in the image?"
-
-
-def full_config() -> Phi3VConfig:
-    """Phi-3.5-V sizes (the rope factors are placeholders: random weights make their values moot)."""
-    return Phi3VConfig(
-        vocab_size=32064,
-        hidden_size=3072,
-        intermediate_size=8192,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        max_position_embeddings=131072,
-        original_max_position_embeddings=4096,
-        rope_scaling={
-            "type": "su",
-            "short_factor": [1.0] * 48,
-            "long_factor": [1.0 + i / 8 for i in range(48)],
-        },
-        sliding_window=262144,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=32000,
-    )
 
 
 def sync(device: torch.device) -> None:
@@ -79,7 +54,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     tokenizer = train_tokenizer()
-    config = tiny_config(tokenizer) if args.tiny else full_config()
+    config = tiny_config(tokenizer) if args.tiny else published_phi35v_config()
     config._attn_implementation = args.attn
 
     t0 = time.perf_counter()

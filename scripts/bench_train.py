@@ -50,30 +50,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def full_phi35v_config(tokenizer):
-    """The published Phi-3.5-vision-instruct architecture (no vision section: CLIP ViT-L/14-336)."""
-    from vlm2vec.backbones.phi3v_model import Phi3VConfig
-
-    return Phi3VConfig(
-        vocab_size=32064,
-        hidden_size=3072,
-        intermediate_size=8192,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        max_position_embeddings=131072,
-        original_max_position_embeddings=4096,
-        rope_scaling={"type": "su", "short_factor": [1.0] * 48, "long_factor": [1.0] * 48},
-        sliding_window=262144,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-
-
 def build_model(folder: Path, cfg, size: str, device: str):
     """Random-weight EmbeddingModel; `folder` gets the tokenizer and config.json the processor reads."""
     import torch
@@ -81,13 +57,18 @@ def build_model(folder: Path, cfg, size: str, device: str):
 
     from vlm2vec.backbones import get_backbone
     from vlm2vec.backbones.phi3v import official_config_dict, read_config
+    from vlm2vec.backbones.phi3v_model import published_phi35v_config
     from vlm2vec.model import EmbeddingModel, apply_lora, load_processor
     from vlm2vec.testing.tiny_phi3v import write_tiny_phi3v
 
     write_tiny_phi3v(folder)  # tokenizer files (+ tiny weights, unused at full size)
     if size == "full":
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
-        hf_config = full_phi35v_config(tokenizer)
+        hf_config = published_phi35v_config(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         (folder / "config.json").write_text(json.dumps(official_config_dict(hf_config, torch.bfloat16)))
         (folder / "preprocessor_config.json").unlink(missing_ok=True)  # 336 px crops from the vision config
     else:

@@ -310,13 +310,10 @@ def dump_config(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
-    """Write the resolved config as YAML, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_config(cfg))
-    os.replace(tmp, path)
-    return path
+    """Write the resolved config as YAML, atomically."""
+    from .files import atomic_write_text
+
+    return atomic_write_text(path, dump_config(cfg))
 
 
 def parse_cli(argv: list[str]) -> tuple[Config, list[str]]:

@@ -24,6 +24,7 @@ from torch import nn
 from .backbones import Backbone, detect_backbone, get_backbone
 from .backbones.base import ImagesInput, TextInput, normalize_batch
 from .config import ModelConfig, from_dict
+from .files import replace_dir
 
 #: file that marks a folder saved by `EmbeddingModel.save_pretrained`
 META_FILE = "vlm2vec.json"
@@ -199,14 +200,7 @@ class EmbeddingModel(nn.Module):
                 self.processor.save_pretrained(str(tmp))
             meta = {"format": 1, "kind": kind, "model": asdict(cfg)}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            if folder.exists():
-                old = folder.with_name(folder.name + ".old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, folder)
+            replace_dir(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -94,6 +94,32 @@ class Phi3VConfig(Phi3Config):
         return int(self.img_processor.get("layer_idx", -2))
 
 
+def published_phi35v_config(**overrides: Any) -> Phi3VConfig:
+    """The published Phi-3.5-vision-instruct architecture (REFERENCE §5), for random-weight runs at
+    full size (benchmarks). The 48 short/long rope factors are placeholders (ones): the real values come
+    with the official config.json; with random weights they change nothing measured."""
+    settings: dict[str, Any] = dict(
+        vocab_size=32064,
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        max_position_embeddings=131072,
+        original_max_position_embeddings=4096,
+        rope_scaling={"type": "su", "short_factor": [1.0] * 48, "long_factor": [1.0] * 48},
+        sliding_window=262144,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=32000,
+        tie_word_embeddings=False,
+    )
+    settings.update(overrides)
+    return Phi3VConfig(**settings)
+
+
 def _su_to_longrope(rope: dict) -> dict:
     rope = dict(rope)
     kind = rope.pop("type", None) or rope.get("rope_type")

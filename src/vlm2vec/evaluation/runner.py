@@ -26,9 +26,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..config import EvalConfig
+from ..files import atomic_write_json, atomic_write_text
 from .cache import RepCache
 from .encode import ProcessState, SingleProcess, plan_encoding, run_plan
-from .files import atomic_write_json, atomic_write_text
 from .fingerprint import model_fingerprint
 from .items import dedup_examples
 from .metrics import METRICS, metrics_from_ranks, score_queries

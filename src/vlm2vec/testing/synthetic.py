@@ -37,8 +37,9 @@ from vlm2vec.testing.synthetic_images import (
     render_scene,
     sample_scene,
     save_png,
-    write_bytes_atomic,
 )
+
+from ..files import atomic_write_bytes
 
 KINDS: tuple[str, ...] = ("classification", "vqa", "retrieval_t2i", "retrieval_i2t", "grounding")
 TRAIN_SPLITS: tuple[str, ...] = ("original", "diverse_instruction")
@@ -366,7 +367,7 @@ def _write_parquet(path: Path, columns: dict[str, list], schema: pa.Schema) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns, schema=schema), sink)
-    write_bytes_atomic(path, sink.getvalue().to_pybytes())
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def _target_text(cand: _Cand, template: str | None) -> str:

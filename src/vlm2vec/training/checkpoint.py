@@ -24,6 +24,8 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+from ..files import atomic_write_json, replace_dir
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
@@ -71,15 +73,6 @@ def install_trainable_only_hook(accelerator: Accelerator) -> None:
     accelerator.register_save_state_pre_hook(keep_trainable)
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | os.PathLike,
@@ -102,15 +95,9 @@ def save_checkpoint(
     accelerator.save_state(str(tmp), **kwargs)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_json_atomic(tmp / STATE_FILE, {**state, "step": step})
-        if final.exists():  # the same step saved again (e.g. final step after a resume): replace it
-            old = root / f".old-step-{step:08d}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        atomic_write_json(tmp / STATE_FILE, {**state, "step": step})
+        # the same step saved again (e.g. the final step after a resume) replaces the old folder
+        replace_dir(tmp, final, old=root / f".old-step-{step:08d}")
         if keep_last > 0:
             for _, path in list_checkpoints(output_dir)[:-keep_last]:
                 shutil.rmtree(path, ignore_errors=True)
