@@ -1,14 +1,11 @@
 """Two processes (torchrun, gloo, CPU) give exactly the single-process evaluation results."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from launching import launch
 from vlm2vec.testing import make_tiny_checkpoint
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_eval
 
@@ -17,35 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 KINDS = {"ImageNet-1K": "classification", "MSCOCO_t2i": "retrieval_t2i", "MSCOCO": "grounding"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(nproc: int, data: Path, out: Path, model: Path) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(nproc),
-        f"--master_port={_free_port()}",
-        str(WORKER),
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--model",
-        str(model),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    launch(WORKER, "--data", str(data), "--out", str(out), "--model", str(model), nproc=nproc, timeout=240)
 
 
 @pytest.mark.slow

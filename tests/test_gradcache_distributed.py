@@ -8,15 +8,13 @@ the same dropout masks. This checks the RNG replay, the cross-rank gather, the w
 scale and the engines' gradient synchronisation together.
 """
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from launching import launch
 from vlm2vec.losses import ContrastiveLoss
 
 SCRIPTS = Path(__file__).parent / "dist_scripts"
@@ -27,21 +25,9 @@ from toy import make_model, take  # noqa: E402
 WORLD = 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(tmp_path: Path, *args: str) -> Path:
+def run_workers(tmp_path: Path, *args: str) -> Path:
     out = tmp_path / "result.pt"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
-        f"--master_port={free_port()}", str(SCRIPTS / "gc_worker.py"), "--out", str(out), *args,
-    ]  # fmt: skip
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    launch(SCRIPTS / "gc_worker.py", "--out", str(out), *args, nproc=WORLD)
     return out
 
 
@@ -91,7 +77,7 @@ CASES = {
 def test_two_process_step_equals_one_process_on_global_batch(tmp_path, mode):
     qcs, tcs, negs, tgt_pixels = CASES[mode]
     rows, dropout, lr = 6, 0.1, 0.5
-    result = launch(
+    result = run_workers(
         tmp_path, "--mode", mode, "--rows", str(rows), "--qcs", str(qcs), "--tcs", str(tcs),
         "--negs", str(negs), "--dropout", str(dropout), "--lr", str(lr),
     )  # fmt: skip
@@ -101,7 +87,7 @@ def test_two_process_step_equals_one_process_on_global_batch(tmp_path, mode):
 
 @pytest.mark.slow
 def test_gathered_loss_on_uneven_shards_equals_global_loss_and_scales_local_grads(tmp_path):
-    out = launch(tmp_path, "--mode", "loss")
+    out = run_workers(tmp_path, "--mode", "loss")
     g = torch.Generator().manual_seed(0)
     total = 3 + 2 * (WORLD - 1)
     q, t, n = (

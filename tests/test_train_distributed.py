@@ -11,16 +11,13 @@ its features (times zero) to the input embeddings, where real image features go.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from launching import launch
 from vlm2vec import load_processor
 from vlm2vec.backbones.qwen2vl import split_qwen_batch
 from vlm2vec.config import Config, DataConfig, TrainConfig, load_config, save_config
@@ -33,37 +30,10 @@ GLOBAL_BATCH, STEPS = 8, 3
 ZERO2 = ROOT / "configs" / "deepspeed" / "zero2.json"  # the shipped config, "auto" entries filled by us
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(nproc: int, config: Path, *extra: str) -> None:
-    cmd = [sys.executable, str(ROOT / "train.py")]
-    if nproc > 1:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            str(ROOT / "train.py"),
-        ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [*cmd, "--config", str(config), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    launch(
+        ROOT / "train.py", "--config", str(config), *extra, nproc=nproc if nproc > 1 else None, timeout=600
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-6000:]
 
 
 @pytest.fixture(scope="module")
