@@ -18,7 +18,9 @@ the embedding cache. Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +65,8 @@ def main(argv: list[str]) -> dict:
         raise SystemExit("--device cuda: no CUDA device visible")
     dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_eval_"))
+    if args.workdir is None:  # a temporary folder goes away with the process
+        atexit.register(shutil.rmtree, work, True)
     t0 = time.perf_counter()
     data = write_synthetic_mmeb_eval(
         work / "data", datasets=KINDS, num_queries=args.queries, num_candidates=args.candidates, seed=0

@@ -24,9 +24,11 @@ arithmetic actually done, up to the attention-score terms (ignored).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -135,6 +137,8 @@ def main(argv: list[str]) -> dict:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vlm2vec-bench-"))
+    if args.workdir is None:  # a temporary folder goes away with the process
+        atexit.register(shutil.rmtree, work, True)
     t0 = time.perf_counter()
     base_cfg = load_config(args.config)
     per_device = args.per_device_batch or base_cfg.train.per_device_batch_size
