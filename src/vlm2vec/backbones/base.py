@@ -71,6 +71,21 @@ def check_placeholders(text: str, num_images: int, row: int | None = None) -> li
     return nums
 
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Map a config dtype string to torch, with a clear error."""
+    if name not in _DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    return _DTYPES[name]
+
+
+def padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """1-D positions 0..n-1 over the real tokens of each row, whatever the padding side."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert to RGB; an alpha channel is dropped (not composited), as the official processors do."""
     return image if image.mode == "RGB" else image.convert("RGB")

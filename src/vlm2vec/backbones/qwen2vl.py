@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..config import ModelConfig
 from . import register_backbone
@@ -29,23 +29,11 @@ from .base import (
     TextInput,
     check_placeholders,
     normalize_batch,
+    padded_positions,
     to_rgb,
+    torch_dtype,
     vision_dummy_needed,
 )
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """Map a config dtype string to torch, with a clear error."""
-    if name not in _DTYPES:
-        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
-    return _DTYPES[name]
-
-
-def padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """1-D positions 0..n-1 over the real tokens of each row, whatever the padding side."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class QwenVLProcessor:
@@ -115,6 +103,8 @@ class QwenVLProcessor:
         padding_side: str = "right",
     ) -> dict[str, torch.Tensor]:
         texts, per_row = normalize_batch(text, images)
+        for r, (t, imgs) in enumerate(zip(texts, per_row)):  # fail before any image work
+            check_placeholders(t, len(imgs), row=r)
         max_text = max_length if max_length is not None else self.max_length
         flat = [to_rgb(im) for row in per_row for im in row]
         out: dict[str, torch.Tensor] = {}
@@ -127,7 +117,6 @@ class QwenVLProcessor:
         rows, row_types = [], []
         start = 0
         for r, (t, imgs) in enumerate(zip(texts, per_row)):
-            check_placeholders(t, len(imgs), row=r)
             ids, types = self._row_ids(t, n_tokens[start : start + len(imgs)], max_text)
             start += len(imgs)
             if not ids:
@@ -314,15 +303,9 @@ class Qwen25VLBackbone(_QwenVLBase):
     model_class_name = "Qwen2_5_VLForConditionalGeneration"
 
 
-def load_hf_config(path: str) -> Any:
-    """The transformers config of a local folder (offline)."""
-    return AutoConfig.from_pretrained(path)
-
-
 __all__: Sequence[str] = [
     "QwenVLProcessor",
     "Qwen2VLBackbone",
     "Qwen25VLBackbone",
     "split_qwen_batch",
-    "torch_dtype",
 ]
