@@ -1,6 +1,7 @@
 """EmbeddingModel on the tiny Qwen2-VL: pooling, batch invariance, processor rules, save/load, LoRA."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,6 +156,7 @@ def test_lora_adapter_round_trip_and_merged_export(tiny_qwen_dir, tiny_images, t
     adapter = model.save_pretrained(tmp_path / "adapter")
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
     reloaded = EmbeddingModel.from_pretrained(adapter)
+    assert Path(json.loads((adapter / "vlm2vec.json").read_text())["model"]["path"]).is_absolute()
     assert torch.allclose(before, reloaded.embed(TEXTS, _images(tiny_images)), atol=1e-6)
     merged = model.save_pretrained(tmp_path / "merged", merged=True)
     assert json.loads((merged / "vlm2vec.json").read_text())["kind"] == "merged"

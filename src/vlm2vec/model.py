@@ -189,6 +189,10 @@ class EmbeddingModel(nn.Module):
             if self.is_lora and not merged:
                 self.encoder.save_pretrained(str(tmp))
                 kind = "adapter"
+                # the adapter needs its base: record it absolute so the folder opens from any cwd
+                cfg = replace(
+                    cfg, path=str(Path(cfg.path).resolve()) if cfg.path else cfg.path, checkpoint=None
+                )
             else:
                 module = self.encoder
                 if self.is_lora:
