@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 
 from vlm2vec.backbones import get_backbone
+from vlm2vec.backbones.base import torch_dtype
 from vlm2vec.backbones.phi3v_model import Phi3VForCausalLM, published_phi35v_config
 from vlm2vec.backbones.phi3v_processor import Phi3VProcessor
 from vlm2vec.testing.tiny_phi3v import tiny_config, train_tokenizer
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 QUERY = "<|image_1|> Represent the given image with the following question: what is in the image?"
 
 
@@ -46,13 +46,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--attn", default="sdpa", help="sdpa | eager | flash_attention_2")
     parser.add_argument("--backward", action="store_true", help="also time forward+backward (full fine-tune)")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
     tokenizer = train_tokenizer()
     config = tiny_config(tokenizer) if args.tiny else published_phi35v_config()
     config._attn_implementation = args.attn

@@ -86,6 +86,12 @@ def padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
+    """The HF model under a PEFT wrapper (LoRA layers are injected in place, so they stay active)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert to RGB; an alpha channel is dropped (not composited), as the official processors do."""
     return image if image.mode == "RGB" else image.convert("RGB")
@@ -109,8 +115,6 @@ class Backbone(ABC):
 
     #: registry key, also written to saved folders
     name: ClassVar[str]
-    #: model_type values in config.json that this backbone opens
-    model_types: ClassVar[tuple[str, ...]] = ()
     #: LoRA targets in the language model (default) and in the vision tower (with lora_vision)
     lora_targets: ClassVar[list[str]] = ["q_proj", "k_proj", "v_proj", "o_proj"]
     vision_lora_targets: ClassVar[list[str]] = []

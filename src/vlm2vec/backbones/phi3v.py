@@ -25,13 +25,12 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerFast
 
 from . import register_backbone
-from .base import Backbone
+from .base import Backbone, torch_dtype, unwrap_peft
 from .phi3v_model import VIT_L_14_336, Phi3VConfig, Phi3VForCausalLM
 from .phi3v_processor import CLIP_MEAN, CLIP_STD, Phi3VProcessor
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INDEX_FILE = "model.safetensors.index.json"
 #: buffers that some checkpoints carry but that are recomputed here
 IGNORED_KEYS = re.compile(r".*(\.position_ids|rotary_emb\.inv_freq)$")
@@ -197,7 +196,7 @@ def load_phi3v(
     config = read_config(path, attn_implementation)
     with init_empty_weights(include_buffers=False):
         model = Phi3VForCausalLM(config)
-    load_weights(model, path, DTYPES[dtype])
+    load_weights(model, path, torch_dtype(dtype))
     return finish_model(model, gradient_checkpointing)
 
 
@@ -220,7 +219,6 @@ class Phi3VBackbone(Backbone):
     """microsoft/Phi-3.5-vision-instruct and VLM2Vec's Phi-3.5-V checkpoints, written natively."""
 
     name = "phi3_v"
-    model_types = ("phi3_v",)
     lora_targets = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
     vision_lora_targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
@@ -231,8 +229,9 @@ class Phi3VBackbone(Backbone):
         config = hf_config if isinstance(hf_config, Phi3VConfig) else Phi3VConfig(**dict(hf_config))
         config._attn_implementation = resolve_attn_implementation(cfg.attn_implementation)
         model = Phi3VForCausalLM(config)
+        dtype = torch_dtype(cfg.dtype)
         for param in model.parameters():
-            param.data = param.data.to(DTYPES[cfg.dtype])
+            param.data = param.data.to(dtype)
         return finish_model(model, cfg.gradient_checkpointing)
 
     def load_processor(self, path: str, cfg: Any) -> Phi3VProcessor:
@@ -252,7 +251,7 @@ class Phi3VBackbone(Backbone):
         )
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = unwrap_peft(model)
         out = base.model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs.get("attention_mask"),

@@ -29,7 +29,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.phi3.modeling_phi3 import Phi3PreTrainedModel
 
-from .base import vision_dummy_needed
+from .base import padded_positions, vision_dummy_needed
 
 #: CLIP ViT-L/14 at 336 px: the vision tower implied by the official config (which has no vision section)
 VIT_L_14_336: dict[str, Any] = {
@@ -71,10 +71,8 @@ class Phi3VConfig(Phi3Config):
     def __post_init__(self, **kwargs):
         # transformers renames `su` to `longrope` only after validating the keys longrope needs, which
         # fails for the official config; rename first.
-        for key in ("rope_scaling",):
-            rope = kwargs.get(key)
-            if isinstance(rope, dict):
-                kwargs[key] = _su_to_longrope(rope)
+        if isinstance(kwargs.get("rope_scaling"), dict):
+            kwargs["rope_scaling"] = _su_to_longrope(kwargs["rope_scaling"])
         if isinstance(self.rope_parameters, dict):
             self.rope_parameters = _su_to_longrope(self.rope_parameters)
         self.embd_layer = {**DEFAULT_EMBD_LAYER, **(self.embd_layer or {})}
@@ -306,7 +304,7 @@ class Phi3VModel(Phi3Model):
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, pixel_values, image_sizes)
         if position_ids is None and attention_mask is not None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            position_ids = padded_positions(attention_mask)
         kwargs.setdefault("use_cache", False)
         return super().forward(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs

@@ -148,13 +148,6 @@ class Phi3VProcessor:
         h, w = hd_padded_size(image.size[0], image.size[1], self.num_crops, self.crop_size)
         return num_image_tokens(h, w, self.crop_size, self.tokens_per_side)
 
-    def preprocess_image(self, image: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Crops padded with zeros to [num_crops + 1, 3, S, S], and the padded (H, W)."""
-        crops, size = image_crops(image, self.num_crops, self.crop_size, self.image_mean, self.image_std)
-        out = crops.new_zeros(self.num_crops + 1, *crops.shape[1:])
-        out[: crops.shape[0]] = crops
-        return out, size
-
     # ---------------------------------------------------------------------------------------------- text
     def _image_row_ids(self, text: str, sizes: list[tuple[int, int]], max_length: int | None) -> list[int]:
         """Split at placeholders, tokenise every piece with BOS, insert `-k` x N_k for image k."""
@@ -188,7 +181,10 @@ class Phi3VProcessor:
         pixel_rows: list[list[torch.Tensor]] = []
         size_rows: list[list[tuple[int, int]]] = []
         for imgs in per_row:
-            processed = [self.preprocess_image(im) for im in imgs]
+            processed = [
+                image_crops(im, self.num_crops, self.crop_size, self.image_mean, self.image_std)
+                for im in imgs
+            ]
             pixel_rows.append([p for p, _ in processed])
             size_rows.append([s for _, s in processed])
 
@@ -215,7 +211,7 @@ class Phi3VProcessor:
             sizes = torch.zeros(len(texts), max_images, 2, dtype=torch.long)
             for b, (px, sz) in enumerate(zip(pixel_rows, size_rows)):
                 for m, (p, hw) in enumerate(zip(px, sz)):
-                    pixels[b, m] = p
+                    pixels[b, m, : p.shape[0]] = p  # zero crops pad to num_crops + 1
                     sizes[b, m] = torch.tensor(hw)
             batch["pixel_values"] = pixels
             batch["image_sizes"] = sizes

@@ -32,6 +32,7 @@ from .base import (
     padded_positions,
     to_rgb,
     torch_dtype,
+    unwrap_peft,
     vision_dummy_needed,
 )
 
@@ -216,7 +217,7 @@ class _QwenVLBase(Backbone):
         return QwenVLProcessor(tokenizer, image_processor, cfg.prompt_format, cfg.max_length)
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        inner = _unwrap(model).model  # Qwen2VLModel: no LM head, no logits
+        inner = unwrap_peft(model).model  # Qwen2VLModel: no LM head, no logits
         mask = inputs["attention_mask"]
         has_images = inputs.get("pixel_values") is not None
         mm_types = inputs["mm_token_type_ids"]
@@ -283,23 +284,15 @@ def _is_native(inputs: Mapping[str, torch.Tensor], config: Any) -> bool:
     return bool((inputs["input_ids"] == config.vision_start_token_id).any())
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The HF model under a PEFT wrapper (LoRA layers are injected in place, so they stay active)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
 @register_backbone
 class Qwen2VLBackbone(_QwenVLBase):
     name = "qwen2_vl"
-    model_types = ("qwen2_vl",)
     model_class_name = "Qwen2VLForConditionalGeneration"
 
 
 @register_backbone
 class Qwen25VLBackbone(_QwenVLBase):
     name = "qwen2_5_vl"
-    model_types = ("qwen2_5_vl",)
     model_class_name = "Qwen2_5_VLForConditionalGeneration"
 
 
