@@ -67,6 +67,8 @@ def main(argv: list[str]) -> dict:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_eval_"))
     if args.workdir is None:  # a temporary folder goes away with the process
         atexit.register(shutil.rmtree, work, True)
+    for stale in ("cache", "cold", "warm"):  # a reused --workdir: the cold run must really start cold
+        shutil.rmtree(work / stale, ignore_errors=True)
     t0 = time.perf_counter()
     data = write_synthetic_mmeb_eval(
         work / "data", datasets=KINDS, num_queries=args.queries, num_candidates=args.candidates, seed=0

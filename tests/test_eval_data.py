@@ -95,3 +95,18 @@ def test_unequal_candidate_lists_error(folder):
     )
     with pytest.raises(DatasetError, match=r"'Uneven', row 0: tgt_text has 2"):
         load_eval_dataset(folder, "Uneven")
+
+
+def test_misnumbered_placeholder_fails_before_encoding(folder):
+    _write(
+        folder,
+        "Misnumbered",
+        {
+            "qry_text": ["<|image_2|> x"],
+            "qry_img_path": ["a.png"],
+            "tgt_text": [["b"]],
+            "tgt_img_path": [[""]],
+        },
+    )
+    with pytest.raises(DatasetError, match=r"'Misnumbered', row 0, column 'qry_text'.*<\|image_1\|>"):
+        load_eval_dataset(folder, "Misnumbered")

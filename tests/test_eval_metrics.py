@@ -13,6 +13,10 @@ def test_positive_rank_counts_ties_against_the_positive():
     assert positive_rank(np.array([0.9, 0.9, 0.1])) == 2  # a tie is a miss at 1
     assert positive_rank(np.array([0.5, 0.5, 0.5, 0.6])) == 4
     assert positive_rank(np.array([0.7])) == 1  # a single candidate is always first
+    nan = float("nan")
+    assert positive_rank(np.array([nan, 0.1, 0.2])) == 3  # a NaN positive is never a hit
+    assert positive_rank(np.array([0.5, nan, 0.1])) == 2  # a NaN candidate counts against it
+    assert positive_rank(np.array([nan, nan])) == 2
 
 
 def test_metrics_match_hand_computation_with_ties():

@@ -177,3 +177,12 @@ def test_failure_after_a_finished_dataset_resumes_without_redoing_it(small_folde
     assert stats.datasets_reused == ["ImageNet-1K"]
     # dataset 2 was fully encoded before the failure: only datasets 3 and 4 are encoded now
     assert resumed_model.rows_encoded == _distinct_items(small_folder, list(SMALL)[2:])
+
+
+def test_changed_top_k_rewrites_predictions_from_the_cache(small_folder, tmp_path):
+    evaluate_model(FakeEncoder(), _cfg(small_folder, tmp_path, top_k_predictions=2))
+    again = FakeEncoder()
+    evaluate_model(again, _cfg(small_folder, tmp_path, top_k_predictions=3))
+    assert again.calls == 0  # re-scored from the cache, nothing encoded
+    first = json.loads(_predictions(tmp_path, ["OK-VQA"])["OK-VQA"].splitlines()[0])
+    assert len(first["top"]) == 3

@@ -85,6 +85,8 @@ def test_placeholder_mismatch_is_a_clear_error(tiny_qwen_dir, tiny_images):
         proc(["plain", "<|image_1|> x"], [[], []])
     with pytest.raises(ValueError, match="row 0: image placeholders must be"):
         proc(["<|image_2|> x"], [[tiny_images[0]]])
+    with pytest.raises(ValueError, match=r"row 0: image placeholders must be .* got \[2, 1\]"):
+        proc(["<|image_2|> a <|image_1|> b"], [[tiny_images[0], tiny_images[1]]])
 
 
 def test_truncation_cuts_text_never_image_tokens(tiny_qwen_dir, tiny_images):

@@ -60,7 +60,7 @@ def check_placeholders(text: str, num_images: int, row: int | None = None) -> li
     """Validate MMEB placeholders: numbered 1..n, contiguous, n == number of images. Returns the numbers."""
     nums = [int(m) for m in MMEB_IMAGE_PLACEHOLDER.findall(text)]
     where = f"row {row}: " if row is not None else ""
-    if sorted(nums) != list(range(1, len(nums) + 1)):
+    if nums != list(range(1, len(nums) + 1)):  # in order: features are placed in order of appearance
         raise ValueError(
             f"{where}image placeholders must be <|image_1|>..<|image_n|> in order, got {nums} in {text[:80]!r}"
         )

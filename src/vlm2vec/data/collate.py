@@ -38,9 +38,7 @@ class PairCollator:
     def _process(self, sides: Sequence[LoadedSide]) -> dict[str, torch.Tensor]:
         texts = [s.text for s in sides]
         images = [s.images for s in sides]
-        if not any(images):
-            return dict(self.processor(texts, None, max_length=self.max_length))
-        return dict(self.processor(texts, images, max_length=self.max_length))
+        return dict(self.processor(texts, images if any(images) else None, max_length=self.max_length))
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         qry = [e.qry for e in examples]

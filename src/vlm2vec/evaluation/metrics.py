@@ -4,7 +4,9 @@ Ties are counted pessimistically: a candidate whose score equals the positive's 
 it. The positive's rank is `1 + #{j >= 1 : score_j >= score_0}`, so Precision@1 counts a query only
 when the positive scores strictly above every other candidate. (An `argmax == 0` evaluator counts a
 tie as a hit, which lets a collapsed model that scores everything equal reach 100%.) hit@k is
-`rank <= k`, MRR the mean of `1 / rank`. All metrics are percentages.
+`rank <= k`, MRR the mean of `1 / rank`. All metrics are percentages. NaN scores count against the
+positive like ties (a NaN candidate ranks ahead of it, a NaN positive behind every candidate), so a
+model emitting NaN embeddings scores 0%, not 100%.
 
 Scores are computed once per distinct candidate item of a query and then spread to its positions, so
 repeated candidates get bitwise equal scores and their ties are real ties.
@@ -23,8 +25,9 @@ METRICS = ("precision@1", "hit@5", "hit@10", "mrr")
 
 
 def positive_rank(scores: np.ndarray) -> int:
-    """1-based rank of candidate 0 with ties counted against it."""
-    return 1 + int(np.count_nonzero(scores[1:] >= scores[0]))
+    """1-based rank of candidate 0 with ties (and NaN scores) counted against it."""
+    # `not <` rather than `>=`: a NaN positive must not beat every candidate (NaN >= x is False)
+    return 1 + int(np.count_nonzero(~(scores[1:] < scores[0])))
 
 
 def top_candidates(scores: np.ndarray, k: int) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
+from ..backbones.base import check_placeholders
 
 COLUMNS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
 DEFAULT_IMAGE_SUBDIRS = ("images", "eval_images", "")
@@ -53,8 +53,7 @@ def parquet_files(data_dir: str | Path, name: str) -> list[Path]:
     folder = Path(data_dir) / name
     if not folder.is_dir():
         return []
-    files = sorted(folder.rglob("test*.parquet")) or sorted(folder.rglob("*.parquet"))
-    return files
+    return sorted(folder.rglob("test*.parquet")) or sorted(folder.rglob("*.parquet"))
 
 
 def find_datasets(data_dir: str | Path) -> list[str]:
@@ -73,13 +72,11 @@ def _as_path(value: object) -> str:
 
 
 def _check_placeholders(name: str, row: int, column: str, text: str, has_image: bool) -> None:
-    count = len(MMEB_IMAGE_PLACEHOLDER.findall(text))
-    if count != int(has_image):
-        what = "an image" if has_image else "no image"
-        raise DatasetError(
-            f"dataset {name!r}, row {row}, column {column!r}: text has {count} image placeholder(s) but the row has "
-            f"{what}: {text[:80]!r}"
-        )
+    """The processors' own placeholder check, run up front so a bad row fails before any encoding."""
+    try:
+        check_placeholders(text, int(has_image))
+    except ValueError as exc:
+        raise DatasetError(f"dataset {name!r}, row {row}, column {column!r}: {exc}") from None
 
 
 def _read_examples(name: str, files: list[Path]) -> list[EvalExample]:

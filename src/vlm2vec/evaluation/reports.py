@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_path, atomic_write_json, atomic_write_text
+from .metrics import METRICS
 from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, SHORT_NAMES
 
 MAIN_METRIC = "precision@1"
 GROUPS: tuple[str, ...] = (*META_TASKS, "IND", "OOD", "overall")
-_HEADERS = {**{t: f"{SHORT_NAMES[t]}" for t in META_TASKS}, "IND": "IND", "OOD": "OOD", "overall": "Overall"}
+_HEADERS = {**{t: SHORT_NAMES[t] for t in META_TASKS}, "IND": "IND", "OOD": "OOD", "overall": "Overall"}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -35,17 +36,12 @@ def build_summary(
 ) -> dict[str, Any]:
     """Summary dict from per-dataset rows (metrics in %, `meta_task`, `split`, `num_queries`)."""
 
-    def members(group: str) -> list[float]:
-        rows = [r for r in datasets.values() if r["meta_task"] in META_TASKS]
-        if group == "overall":
-            picked = rows
-        elif group in ("IND", "OOD"):
-            picked = [r for r in rows if r["split"] == group]
-        else:
-            picked = [r for r in rows if r["meta_task"] == group]
-        return [r[MAIN_METRIC] for r in picked]
-
-    scores = {g: _mean(members(g)) for g in GROUPS}
+    rows = [r for r in datasets.values() if r["meta_task"] in META_TASKS]
+    members = {
+        g: [r[MAIN_METRIC] for r in rows if g == "overall" or g in (r["meta_task"], r["split"])]
+        for g in GROUPS
+    }
+    scores = {g: _mean(members[g]) for g in GROUPS}
     return {
         "datasets": datasets,
         "missing": dict(missing or {}),
@@ -53,7 +49,7 @@ def build_summary(
         "IND": scores["IND"],
         "OOD": scores["OOD"],
         "overall": scores["overall"],
-        "num_datasets": {g: len(members(g)) for g in GROUPS},
+        "num_datasets": {g: len(members[g]) for g in GROUPS},
         "metric": MAIN_METRIC,
         "model": model,
         "model_fingerprint": fingerprint,
@@ -112,14 +108,14 @@ def format_table(summary: dict[str, Any], per_dataset: bool = True) -> str:
             "dataset".ljust(width)
             + "meta-task".ljust(16)
             + "split".ljust(7)
-            + "".join(m.rjust(13) for m in ("precision@1", "hit@5", "hit@10", "mrr", "queries")),
+            + "".join(m.rjust(13) for m in (*METRICS, "queries")),
         ]
         for name, r in summary["datasets"].items():
             lines.append(
                 name.ljust(width)
                 + r["meta_task"].ljust(16)
                 + (r["split"] or "-").ljust(7)
-                + "".join(_fmt(r[m], 13) for m in ("precision@1", "hit@5", "hit@10", "mrr"))
+                + "".join(_fmt(r[m], 13) for m in METRICS)
                 + str(r["num_queries"]).rjust(13)
             )
     for name, info in summary["missing"].items():
@@ -149,7 +145,7 @@ def format_markdown(summary: dict[str, Any]) -> str:
     for name, r in summary["datasets"].items():
         lines.append(
             f"| {name} | {r['meta_task']} | {r['split'] or '-'} | "
-            + " | ".join(_fmt(r[m]) for m in ("precision@1", "hit@5", "hit@10", "mrr"))
+            + " | ".join(_fmt(r[m]) for m in METRICS)
             + f" | {r['num_queries']} |"
         )
     if summary["missing"]:
@@ -172,16 +168,14 @@ def format_csv(summary: dict[str, Any]) -> str:
 def format_datasets_csv(summary: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        ["dataset", "meta_task", "split", "precision@1", "hit@5", "hit@10", "mrr", "num_queries", "status"]
-    )
+    writer.writerow(["dataset", "meta_task", "split", *METRICS, "num_queries", "status"])
     for name, r in summary["datasets"].items():
         writer.writerow(
             [
                 name,
                 r["meta_task"],
                 r["split"] or "",
-                *(f"{r[m]:.4f}" for m in ("precision@1", "hit@5", "hit@10", "mrr")),
+                *(f"{r[m]:.4f}" for m in METRICS),
                 r["num_queries"],
                 "ok",
             ]

@@ -31,7 +31,7 @@ from .cache import RepCache
 from .encode import ProcessState, SingleProcess, plan_encoding, run_plan
 from .fingerprint import model_fingerprint
 from .items import dedup_examples
-from .metrics import METRICS, metrics_from_ranks, score_queries
+from .metrics import METRICS, QueryScores, metrics_from_ranks, score_queries
 from .mmeb_eval import EvalDataset, MissingDatasetError, find_datasets, load_eval_dataset, parquet_files
 from .registry import dataset_info, select_datasets
 from .reports import build_summary, write_reports
@@ -75,7 +75,14 @@ def _data_signature(files: list[Path]) -> str:
 
 
 def _result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: str) -> dict[str, Any]:
-    return {"model_fingerprint": fingerprint, "max_queries": eval_cfg.max_queries, "data": signature}
+    """What a dataset's result and predictions files depend on; `top_k_predictions` shapes the
+    predictions file, so a change of it re-scores (from the cache) instead of keeping stale top-k lists."""
+    return {
+        "model_fingerprint": fingerprint,
+        "max_queries": eval_cfg.max_queries,
+        "top_k_predictions": eval_cfg.top_k_predictions,
+        "data": signature,
+    }
 
 
 def _load_finished(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -88,7 +95,7 @@ def _load_finished(path: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
     return record if record.get("settings") == settings else None
 
 
-def _predictions_jsonl(ds: EvalDataset, scored: list) -> str:
+def _predictions_jsonl(ds: EvalDataset, scored: list[QueryScores]) -> str:
     lines = []
     for q, (ex, s) in enumerate(zip(ds.examples, scored)):
         top = [
@@ -128,7 +135,7 @@ def _evaluate_dataset(
     fingerprint: str,
     state: ProcessState,
     stats: EvalStats,
-) -> tuple[dict[str, Any], str]:
+) -> tuple[dict[str, Any], list[QueryScores]]:
     dd = dedup_examples(ds.examples)
     plans = {
         side: plan_encoding(
@@ -166,7 +173,7 @@ def _evaluate_dataset(
         "distinct_items": dd.num_items,
         "naive_slots": dd.naive_slots,
     }
-    return record, _predictions_jsonl(ds, scored)
+    return record, scored
 
 
 def evaluate_model(
@@ -221,9 +228,9 @@ def evaluate_model(
         ds = load_eval_dataset(
             eval_cfg.data_dir, name, image_root=eval_cfg.image_root, max_queries=eval_cfg.max_queries
         )
-        record, predictions = _evaluate_dataset(model, ds, eval_cfg, cache_dir, fingerprint, state, stats)
+        record, scored = _evaluate_dataset(model, ds, eval_cfg, cache_dir, fingerprint, state, stats)
         if state.is_main_process:
-            atomic_write_text(out / "predictions" / f"{name}.jsonl", predictions)
+            atomic_write_text(out / "predictions" / f"{name}.jsonl", _predictions_jsonl(ds, scored))
             atomic_write_json(result_path, {"dataset": name, "settings": settings, "metrics": record})
             logger.info("%s: %s", name, ", ".join(f"{m}={record[m]:.2f}" for m in METRICS))
         records[name] = record

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 REPORT_TO = ("auto", "wandb", "tensorboard", "none")
@@ -31,10 +33,10 @@ def wandb_configured() -> bool:
 def _records_up_to(path: Path, step: int) -> list[str]:
     """Lines of a previous run's JSONL up to `step`: a resumed run rewrites what came after."""
     kept = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
             if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
+                kept.append(line + "\n")  # a last line may have lost its newline to the kill
         except json.JSONDecodeError:  # a line cut short by the kill
             continue
     return kept
@@ -66,9 +68,11 @@ class MetricsLogger:
         out.mkdir(parents=True, exist_ok=True)
         resume = resume_step is not None
         path = out / "metrics.jsonl"
-        kept = _records_up_to(path, resume_step) if resume and path.is_file() else []
-        self._jsonl = path.open("w", encoding="utf-8")
-        self._jsonl.writelines(kept)
+        if resume and path.is_file():  # cut back atomically: a kill now must not lose the history
+            atomic_write_text(path, "".join(_records_up_to(path, resume_step)))
+            self._jsonl = path.open("a", encoding="utf-8")
+        else:
+            self._jsonl = path.open("w", encoding="utf-8")
         backend = report_to
         if backend == "auto":
             backend = "wandb" if wandb_configured() else "tensorboard"

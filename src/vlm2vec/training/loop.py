@@ -1,7 +1,7 @@
 """The training loop: data -> GradCache step -> clip -> AdamW step -> schedule, with checkpoints and logs.
 
 One global step = one global batch (`per_device_batch_size` x processes) = one optimizer step. The
-backward is always `GradCache.step` (plain when a side fits in one chunk), for one process, DDP and
+backward is always `GradCache.step` (plain when every side fits in one chunk), for one process, DDP and
 DeepSpeed alike. Everything that depends on the data order (the sampler) is a pure function of the
 seed and the step, and everything else that is random (dropout) is restored from the checkpoint's RNG
 states, so `--resume` continues exactly where the checkpoint left off.
@@ -38,7 +38,7 @@ from .checkpoint import (
 )
 from .engine import build_accelerator, deepspeed_float_dtype, zero_stage
 from .logging import MetricsLogger
-from .optim import build_optimizer, build_scheduler, lr_lambda, param_groups
+from .optim import build_optimizer, build_scheduler, lr_lambda, param_groups, trainable_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -63,27 +63,14 @@ def num_negatives(cfg: Config) -> int:
     return max(1, cfg.data.num_hard_negatives) if cfg.train.hard_negatives else 0
 
 
-def _freeze_unused_head(encoder: torch.nn.Module) -> None:
-    """Embeddings never call the LM head; a trainable, untied head would break DDP (no gradient)."""
-    get_out = getattr(encoder, "get_output_embeddings", None)
-    get_in = getattr(encoder, "get_input_embeddings", None)
-    head = get_out() if get_out else None
-    if head is None or not hasattr(head, "weight"):
-        return
-    tied = get_in is not None and get_in() is not None and get_in().weight is head.weight
-    if not tied:
-        head.requires_grad_(False)
-
-
 def _to_device(inputs: dict[str, Any] | None, device: torch.device, float_dtype: torch.dtype | None) -> Any:
     if inputs is None:
         return None
     out = {}
     for key, value in inputs.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(device, non_blocking=True)
-            if float_dtype is not None and value.is_floating_point():
-                value = value.to(float_dtype)
+        if isinstance(value, torch.Tensor):  # one copy: moved and cast together
+            dtype = float_dtype if value.is_floating_point() else None
+            value = value.to(device, dtype=dtype, non_blocking=True)
         out[key] = value
     return out
 
@@ -229,7 +216,6 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     set_seed(t.seed)
     if model is None:
         model = EmbeddingModel.from_config(cfg.model)
-    _freeze_unused_head(model.encoder)
     model.train()
     trainable_only = model.is_lora
     optimizer, scheduler = _build_optimizer_and_scheduler(model, cfg, accelerator)
@@ -272,7 +258,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch
     )
     float_dtype = deepspeed_float_dtype(accelerator)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable_parameters(model)
     global_batch = t.per_device_batch_size * accelerator.num_processes
 
     metrics = MetricsLogger(
@@ -284,7 +270,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         resume_step=start_step if resume_from is not None else None,
     )
     if main:
-        n_trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+        n_trainable = sum(p.numel() for p in trainable_parameters(unwrapped))
         n_total = sum(p.numel() for p in unwrapped.parameters())
         logger.info(
             "training %s: %d processes x %d = global batch %d, %d steps (%.2f epochs), %d of %d params trainable, %s",

@@ -7,7 +7,7 @@ transformers; LoRA matrices are 2-D and do get it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -21,9 +21,7 @@ SCHEDULES = ("linear", "cosine", "constant")
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters split into decayed (>= 2-D) and not decayed (biases, norms)."""
     decay, no_decay = [], []
-    for _, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
+    for param in trainable_parameters(model):
         (decay if param.ndim >= 2 else no_decay).append(param)
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters (LoRA not applied and everything frozen?)")
@@ -66,5 +64,5 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Lambd
     return LambdaLR(optimizer, lr_lambda(cfg.scheduler, cfg.warmup_steps, cfg.max_steps))
 
 
-def trainable_parameters(model: nn.Module) -> Iterable[nn.Parameter]:
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
