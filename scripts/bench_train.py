@@ -142,7 +142,7 @@ def main(argv: list[str]) -> dict:
     t0 = time.perf_counter()
     base_cfg = load_config(args.config)
     per_device = args.per_device_batch or base_cfg.train.per_device_batch_size
-    chunk = args.chunk or base_cfg.train.qry_chunk_size
+    chunk = args.chunk or base_cfg.train.qry_chunk_size or per_device  # no chunk: plain training
     if args.size == "tiny":
         per_device, chunk = min(per_device, 8), min(chunk or 2, 2)
     total_steps = args.warmup + args.steps

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ def prepare_demo_assets(cfg: Config) -> list[Path]:
     if train_dir and not (Path(train_dir).is_dir() and any(Path(train_dir).glob("*/*.parquet"))):
         logger.info("demo: writing synthetic MMEB-train data to %s", train_dir)
         # the configured subsets (None: the synthetic default five)
+        unknown = sorted(set(cfg.data.subsets) - set(MMEB_TRAIN_KINDS))
+        if unknown:
+            raise ConfigError(
+                f"data.subsets: no synthetic demo data for {unknown}; MMEB-train subsets: {sorted(MMEB_TRAIN_KINDS)}"
+            )
         subsets = {name: MMEB_TRAIN_KINDS[name] for name in cfg.data.subsets} or None
         written.append(
             write_synthetic_mmeb_train(
