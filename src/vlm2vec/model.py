@@ -37,6 +37,19 @@ def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+def move_batch(
+    inputs: Mapping[str, Any], device: torch.device, float_dtype: torch.dtype | None = None
+) -> dict[str, Any]:
+    """A processed batch on `device`; float tensors (pixels) also cast to `float_dtype` in the same copy."""
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            dtype = float_dtype if value.is_floating_point() else None
+            value = value.to(device, dtype=dtype, non_blocking=True)
+        out[key] = value
+    return out
+
+
 def load_processor(cfg: ModelConfig) -> Any:
     """The backbone processor for a model config (reads tokenizer and image settings from `cfg.path`)."""
     name = cfg.backbone or detect_backbone(cfg.path)
@@ -166,7 +179,7 @@ class EmbeddingModel(nn.Module):
         try:
             for s in range(0, len(all_texts), batch_size):
                 batch = self.processor(all_texts[s : s + batch_size], all_images[s : s + batch_size])
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch = move_batch(batch, self.device)
                 out.append(self.encode(batch).float().cpu())
         finally:
             self.train(was_training)
@@ -233,4 +246,11 @@ def _merged_copy(peft_model: nn.Module) -> nn.Module:
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
-__all__: Sequence[str] = ["EmbeddingModel", "apply_lora", "last_token_pool", "load_processor", "META_FILE"]
+__all__: Sequence[str] = [
+    "EmbeddingModel",
+    "apply_lora",
+    "last_token_pool",
+    "load_processor",
+    "move_batch",
+    "META_FILE",
+]

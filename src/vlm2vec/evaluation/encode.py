@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..model import move_batch
 from .cache import RepCache
 from .items import Item, item_key
 
@@ -104,15 +105,6 @@ def _identity(x: Any) -> Any:
     return x
 
 
-def _to_device(inputs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    out = {}
-    for k, v in inputs.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device, dtype=dtype if v.is_floating_point() else None)
-        out[k] = v
-    return out
-
-
 def _gather(obj: list, state: ProcessState) -> list:
     if state.num_processes == 1:
         return obj
@@ -155,7 +147,7 @@ def run_plan(
         with torch.inference_mode():
             for _ in mine:
                 batch, inputs = next(batches)
-                reps = model.encode(_to_device(inputs, param.device, param.dtype))
+                reps = model.encode(move_batch(inputs, param.device, param.dtype))
                 if reps.shape[0] != len(batch):
                     raise RuntimeError(
                         f"model.encode returned {reps.shape[0]} reps for a batch of {len(batch)}"

@@ -27,7 +27,7 @@ from ..config import Config, ConfigError, save_config, to_dict
 from ..data import build_sources, build_train_loader
 from ..gradcache import GradCache
 from ..losses import ContrastiveLoss
-from ..model import EmbeddingModel
+from ..model import EmbeddingModel, move_batch
 from .checkpoint import (
     install_trainable_only_hook,
     latest_checkpoint,
@@ -61,18 +61,6 @@ def num_negatives(cfg: Config) -> int:
     if cfg.data.num_hard_negatives and not cfg.train.hard_negatives:
         raise ConfigError("data.num_hard_negatives is set but train.hard_negatives is false")
     return max(1, cfg.data.num_hard_negatives) if cfg.train.hard_negatives else 0
-
-
-def _to_device(inputs: dict[str, Any] | None, device: torch.device, float_dtype: torch.dtype | None) -> Any:
-    if inputs is None:
-        return None
-    out = {}
-    for key, value in inputs.items():
-        if isinstance(value, torch.Tensor):  # one copy: moved and cast together
-            dtype = float_dtype if value.is_floating_point() else None
-            value = value.to(device, dtype=dtype, non_blocking=True)
-        out[key] = value
-    return out
 
 
 def _peak_memory_gb(device: torch.device) -> float:
@@ -258,6 +246,10 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch
     )
     float_dtype = deepspeed_float_dtype(accelerator)
+
+    def _on_device(inputs: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if inputs is None else move_batch(inputs, accelerator.device, float_dtype)
+
     params = trainable_parameters(model)
     global_batch = t.per_device_batch_size * accelerator.num_processes
 
@@ -300,9 +292,9 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
             data_time = watch.lap()
             loss = grad_cache.step(
                 model,
-                _to_device(batch["qry"], accelerator.device, float_dtype),
-                _to_device(batch["tgt"], accelerator.device, float_dtype),
-                _to_device(batch["neg"], accelerator.device, float_dtype),
+                _on_device(batch["qry"]),
+                _on_device(batch["tgt"]),
+                _on_device(batch["neg"]),
                 qry_keys=batch["qry_keys"],
                 tgt_keys=batch["tgt_keys"],
                 neg_keys=batch["neg_keys"],
