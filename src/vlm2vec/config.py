@@ -21,8 +21,10 @@ from typing import Any, Union
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration key or value is invalid; the message names the key."""
 
 
@@ -58,115 +60,145 @@ def _yaml_load(text: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its one-line description (shown by ``--help``; every field must have one).
+
+    ``factory`` builds mutable defaults (lists, dicts) as ``dataclasses.field(default_factory=...)``.
+    """
+    if not help:
+        raise TypeError("every config field needs a one-line help text")
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class ModelConfig:
     """Which backbone, which weights, how to pool, and how to adapt (LoRA)."""
 
-    backbone: str = "qwen2_vl"  # registry key: qwen2_vl, qwen2_5_vl, phi3_v
-    path: str | None = None  # local folder of the base model (official layout)
-    checkpoint: str | None = None  # our saved model / PEFT adapter folder to load on top of `path`
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
-    normalize: bool = True  # L2-normalise the pooled representation
-    temperature: float = 0.02
-    max_length: int = 256  # text tokens; image tokens are never truncated
-    prompt_format: str = "vlm2vec"  # Qwen-VL only: vlm2vec (image pads, 1-D positions) | native
-    num_crops: int = 4  # Phi-3.5-V HD transform
-    max_pixels: int | None = None  # Qwen-VL image processor cap
-    min_pixels: int | None = None
-    gradient_checkpointing: bool = False
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | None = None  # None -> the backbone's language-model defaults
-    lora_vision: bool = False  # also adapt the vision tower
-    use_dora: bool = False
+    backbone: str = opt("qwen2_vl", "registry key: qwen2_vl, qwen2_5_vl, phi3_v")
+    path: str | None = opt(None, "local folder of the base model (official layout)")
+    checkpoint: str | None = opt(
+        None, "our saved model or a PEFT adapter folder, loaded on top of model.path"
+    )
+    dtype: str = opt("float32", "weights dtype: float32 | bfloat16 | float16")
+    attn_implementation: str = opt("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
+    normalize: bool = opt(True, "L2-normalise the pooled representation")
+    temperature: float = opt(0.02, "InfoNCE temperature (logits = similarity / temperature)")
+    max_length: int = opt(256, "text tokens per item; image tokens are never truncated")
+    prompt_format: str = opt("vlm2vec", "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native")
+    num_crops: int = opt(4, "Phi-3.5-V HD transform: maximum number of 336px crops per image")
+    max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image")
+    min_pixels: int | None = opt(None, "Qwen-VL image processor floor on pixels per image")
+    gradient_checkpointing: bool = opt(False, "recompute activations in backward to save memory")
+    lora: bool = opt(False, "train LoRA adapters instead of all weights")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = opt(0.1, "dropout on the LoRA branch")
+    lora_target_modules: list[str] | None = opt(
+        None, "LoRA target module names; null: the backbone's LM defaults"
+    )
+    lora_vision: bool = opt(False, "also adapt the vision tower")
+    use_dora: bool = opt(False, "DoRA (weight-decomposed LoRA), as the reference's released adapters")
 
 
 @dataclass
 class PairSourceConfig:
     """A custom pair file (JSONL, CSV or parquet) used as a training source."""
 
-    name: str = "pairs"
-    path: str = ""
-    image_root: str = ""
-    weight: float = 1.0
-    qry_text: str = "qry"
-    qry_image: str | None = "qry_image_path"
-    pos_text: str = "pos_text"
-    pos_image: str | None = "pos_image_path"
-    neg_text: str | None = None
-    neg_image: str | None = None
+    name: str = opt("pairs", "source name used in logs, errors and data.subset_weights")
+    path: str = opt("", "the pair file (.jsonl, .csv or .parquet)")
+    image_root: str = opt("", "folder that relative image paths are joined onto")
+    weight: float = opt(1.0, "sampling weight of this source in the mixture")
+    qry_text: str = opt("qry", "column holding the query text")
+    qry_image: str | None = opt("qry_image_path", "column holding the query image path (null: none)")
+    pos_text: str = opt("pos_text", "column holding the positive's text")
+    pos_image: str | None = opt("pos_image_path", "column holding the positive's image path (null: none)")
+    neg_text: str | None = opt(None, "column holding hard-negative text(s) (null: none)")
+    neg_image: str | None = opt(None, "column holding hard-negative image path(s) (null: none)")
 
 
 @dataclass
 class DataConfig:
     """Training data: MMEB-train subsets from a local clone and/or custom pair files."""
 
-    mmeb_train_dir: str | None = None
-    subsets: list[str] = field(default_factory=list)  # empty -> all found
-    split: str = "original"  # original | diverse_instruction
-    image_root: str | None = None  # default: <mmeb_train_dir>
-    max_rows_per_subset: int | None = None
-    subset_weights: dict[str, float] = field(default_factory=dict)
-    pairs: list[PairSourceConfig] = field(default_factory=list)
-    per_source_batches: bool = False
-    num_workers: int = 0
-    skip_bad_rows: bool = False
-    num_hard_negatives: int = 0
+    mmeb_train_dir: str | None = opt(None, "local MMEB-train clone (one folder per subset)")
+    subsets: list[str] = opt(help="MMEB-train subsets to use; []: all found", factory=list)
+    split: str = opt("original", "MMEB-train split: original | diverse_instruction")
+    image_root: str | None = opt(None, "image folder of MMEB-train; null: <mmeb_train_dir>")
+    max_rows_per_subset: int | None = opt(None, "use at most this many rows of each subset (null: all)")
+    subset_weights: dict[str, float] = opt(
+        help="sampling weight per source name (default 1 each)", factory=dict
+    )
+    pairs: list[PairSourceConfig] = opt(
+        help="custom pair files, each a PairSourceConfig mapping", factory=list
+    )
+    per_source_batches: bool = opt(False, "draw every batch from a single source")
+    num_workers: int = opt(0, "DataLoader worker processes that read images and collate")
+    skip_bad_rows: bool = opt(False, "skip and count unusable rows instead of stopping")
+    num_hard_negatives: int = opt(0, "hard negatives per query read from the neg_* columns")
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, batch layout, GradCache, checkpoints and logging."""
 
-    output_dir: str = "runs/default"
-    seed: int = 42
-    per_device_batch_size: int = 8
-    qry_chunk_size: int | None = None  # None -> no GradCache chunking on the query side
-    tgt_chunk_size: int | None = None
-    max_steps: int = 100
-    lr: float = 2e-5
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    scheduler: str = "linear"  # linear | cosine | constant
-    warmup_steps: int = 0
-    max_grad_norm: float | None = 1.0
-    mixed_precision: str = "no"  # no | bf16 | fp16
-    hard_negatives: bool = False
-    mask_false_negatives: bool = False
-    symmetric_loss: bool = False
-    save_every: int = 0  # 0 -> only the final export
-    keep_last: int = 2
-    save_merged: bool = False
-    log_every: int = 1
-    report_to: str = "auto"  # auto | wandb | tensorboard | none
-    run_name: str | None = None
-    resume: bool = False
-    deepspeed_config: str | None = None
-    stop_at_step: int | None = None  # leave early after this step with a checkpoint (time-limited jobs)
-    prepare_demo: bool = False  # create the tiny model / synthetic data at the configured paths if missing
+    output_dir: str = opt("runs/default", "run folder: config, metrics, checkpoints, final model")
+    seed: int = opt(42, "seed of the data order, initialisation and dropout")
+    per_device_batch_size: int = opt(8, "query-target pairs per process per step")
+    qry_chunk_size: int | None = opt(None, "GradCache chunk rows on the query side (null: no chunking)")
+    tgt_chunk_size: int | None = opt(None, "GradCache chunk rows on the target side (null: no chunking)")
+    max_steps: int = opt(100, "optimiser steps of the run")
+    lr: float = opt(2e-5, "peak learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay (not on biases and norms)")
+    adam_beta1: float = opt(0.9, "AdamW beta1")
+    adam_beta2: float = opt(0.999, "AdamW beta2")
+    adam_eps: float = opt(1e-8, "AdamW epsilon")
+    scheduler: str = opt("linear", "learning-rate schedule after warm-up: linear | cosine | constant")
+    warmup_steps: int = opt(0, "linear warm-up steps")
+    max_grad_norm: float | None = opt(1.0, "clip the gradient norm to this (null: no clipping)")
+    mixed_precision: str = opt("no", "autocast: no | bf16 | fp16")
+    hard_negatives: bool = opt(False, "add the rows' hard negatives to the loss")
+    mask_false_negatives: bool = opt(False, "mask in-batch candidates with the positive's content")
+    symmetric_loss: bool = opt(False, "add the target-to-query InfoNCE term")
+    save_every: int = opt(0, "checkpoint every N steps (0: only the final export)")
+    keep_last: int = opt(2, "checkpoints to keep")
+    save_merged: bool = opt(False, "also export final_merged/ with LoRA merged into the weights")
+    log_every: int = opt(1, "log metrics every N steps")
+    report_to: str = opt("auto", "metrics backend besides metrics.jsonl: auto | wandb | tensorboard | none")
+    run_name: str | None = opt(None, "run name for wandb / TensorBoard (null: the output folder's name)")
+    resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir")
+    deepspeed_config: str | None = opt(None, "DeepSpeed JSON config (null: plain DDP / single process)")
+    stop_at_step: int | None = opt(None, "leave early after this step with a checkpoint (time-limited jobs)")
+    prepare_demo: bool = opt(
+        False, "create the tiny model / synthetic data at the configured paths if missing"
+    )
 
 
 @dataclass
 class EvalConfig:
     """MMEB evaluation: which datasets, where they are, batching and caching."""
 
-    data_dir: str | None = None  # local MMEB-eval clone (one folder per dataset)
-    image_root: str | None = None  # default: first of <data_dir>/images, <data_dir>/eval_images, <data_dir>
-    datasets: list[str] = field(default_factory=list)  # [] and no meta_tasks -> all in data_dir
-    meta_tasks: list[str] = field(default_factory=list)
-    output_dir: str = "eval_out"
-    cache_dir: str | None = None  # default: <output_dir>/cache
-    batch_size: int = 16
-    skip_missing: bool = False
-    max_queries: int | None = None
-    top_k_predictions: int = 10
-    num_workers: int = 0  # DataLoader workers that read images and run the processor while the model encodes
-    cache_chunk_items: int = 1024  # items per cache chunk file: the work an interrupted run can lose
+    data_dir: str | None = opt(None, "local MMEB-eval clone (one folder per dataset)")
+    image_root: str | None = opt(
+        None, "image folder; null: first of <data_dir>/images, <data_dir>/eval_images, <data_dir>"
+    )
+    datasets: list[str] = opt(
+        help="datasets to evaluate; [] and no meta_tasks: all in data_dir", factory=list
+    )
+    meta_tasks: list[str] = opt(
+        help="meta-tasks to evaluate: Classification, VQA, Retrieval, Grounding", factory=list
+    )
+    output_dir: str = opt("eval_out", "results folder")
+    cache_dir: str | None = opt(None, "embedding cache folder; null: <output_dir>/cache")
+    batch_size: int = opt(16, "items per encoding batch")
+    skip_missing: bool = opt(False, "report absent datasets as missing instead of failing")
+    max_queries: int | None = opt(None, "evaluate only the first N queries of each dataset (null: all)")
+    top_k_predictions: int = opt(10, "candidates kept per query in predictions files")
+    num_workers: int = opt(
+        0, "DataLoader workers that read images and run the processor while the model encodes"
+    )
+    cache_chunk_items: int = opt(1024, "items per cache chunk file: the work an interrupted run can lose")
 
 
 @dataclass

@@ -15,9 +15,10 @@ from typing import Any
 import pyarrow as pa
 
 from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
+from ..errors import UserError
 
 
-class BadRowError(ValueError):
+class BadRowError(UserError, ValueError):
     """A training row cannot be used (missing image, empty text, ...); the message names source, row, path."""
 
     def __init__(self, source: str, row: int | None = None, problem: str = "", path: str | None = None):

@@ -17,12 +17,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..backbones.base import check_placeholders
+from ..errors import UserError
 
 COLUMNS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
 DEFAULT_IMAGE_SUBDIRS = ("images", "eval_images", "")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Bad or missing evaluation data; the message names the dataset, file, row or column."""
 
 

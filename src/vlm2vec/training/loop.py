@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, save_config, to_dict
 from ..data import build_sources, build_train_loader
+from ..errors import UserError
 from ..gradcache import GradCache
 from ..losses import ContrastiveLoss
 from ..model import EmbeddingModel, move_batch
@@ -43,7 +44,7 @@ from .optim import build_optimizer, build_scheduler, lr_lambda, param_groups, tr
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss or gradient norm became NaN/inf; the run stops before saving anything from that step."""
 
 
