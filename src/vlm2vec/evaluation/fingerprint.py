@@ -1,9 +1,13 @@
-"""Model fingerprint: the model half of the embedding-cache key.
+"""Model fingerprint: the model half of the embedding-cache key and of every dataset result's key.
 
-The fingerprint hashes (1) the model class and its `ModelConfig` minus the fields that only say where
-files live (`path`, `checkpoint`), (2) the device type, and (3) the name, dtype, shape and raw bytes of
-every parameter and buffer. So two loads of the same weights share a cache, and any change to the
-weights (another checkpoint, a merged LoRA, a dtype or pooling change) gets a fresh one.
+It holds exactly what changes embeddings: (1) the model class and its `ModelConfig` without the
+fields that only say where files live (`path`, `checkpoint`) or only matter for training
+(`model_settings.TRAINING_ONLY_KEYS`: temperature, LoRA hyper-parameters, gradient checkpointing),
+(2) the adapter settings a loaded PEFT model really runs with (its `peft_config`: r, alpha and so
+the LoRA scale come from the adapter folder, not from `ModelConfig`), (3) the device type, and (4) the
+name, dtype, shape and raw bytes of every parameter and buffer. So two loads of the same weights share
+a cache whatever temperature they were trained with, and any change of weights, dtype, pooling,
+`max_length`, `num_crops`, pixel limits or prompt format gets a fresh one.
 
 Cost: one pass over the weights (copied to the CPU tensor by tensor) through BLAKE2b, about 1 GB/s:
 milliseconds for test models, a few seconds for a 4B model in bf16 -- negligible next to an MMEB run.
@@ -17,14 +21,30 @@ import json
 
 import torch
 
-_LOCATION_FIELDS = {"path", "checkpoint"}
+from .model_settings import LOCATION_KEYS, TRAINING_ONLY_KEYS
+
+_EXCLUDED = LOCATION_KEYS | TRAINING_ONLY_KEYS
 
 
 def _config_part(model: torch.nn.Module) -> dict:
     cfg = getattr(model, "cfg", None)
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _LOCATION_FIELDS}
+        return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _EXCLUDED}
     return {}
+
+
+def _adapter_part(model: torch.nn.Module) -> dict:
+    """The PEFT configs of the (possibly wrapped) encoder, without their file locations."""
+    encoder = getattr(model, "encoder", model)
+    configs = getattr(encoder, "peft_config", None) or {}
+    out = {}
+    for name, conf in configs.items():
+        data = conf.to_dict() if hasattr(conf, "to_dict") else dict(vars(conf))
+        data.pop("base_model_name_or_path", None)
+        data.pop("revision", None)
+        data.pop("inference_mode", None)
+        out[name] = data
+    return out
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -32,7 +52,12 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     h = hashlib.blake2b(digest_size=16)
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     device = tensors[0][1].device.type if tensors else "cpu"
-    header = {"class": type(model).__qualname__, "config": _config_part(model), "device": device}
+    header = {
+        "class": type(model).__qualname__,
+        "config": _config_part(model),
+        "adapter": _adapter_part(model),
+        "device": device,
+    }
     h.update(json.dumps(header, sort_keys=True, default=str).encode())
     for name, tensor in tensors:
         t = tensor.detach()
