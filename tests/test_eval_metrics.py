@@ -88,7 +88,10 @@ def test_metrics_match_hand_computation_with_ties():
         [idx[0.5], 1, 1, 1, 1, idx[0.6]],  # 4 ties with the positive's own item + one above
     ]
     q, t, dd = _one_dim(values, cands)
-    by_rule = {ties: [s.rank for s in score_queries(q, t, dd, top_k=3, ties=ties)] for ties in ("reference", "strict")}
+    by_rule = {
+        ties: [s.rank for s in score_queries(q, t, dd, top_k=3, ties=ties)]
+        for ties in ("reference", "strict")
+    }
     assert by_rule == {"reference": [1, 1, 11, 2], "strict": [2, 1, 11, 6]}
     m = metrics_from_ranks(np.array(by_rule["strict"]))
     assert m["precision@1"] == pytest.approx(25.0)

@@ -85,7 +85,9 @@ def dedup_examples(examples: list[EvalExample]) -> DedupedDataset:
     qry_index = np.empty(len(examples), dtype=np.int64)
     tgt_index: list[np.ndarray] = []
     for q, ex in enumerate(examples):
-        qry_index[q] = _intern(qry_table, qry_items, qry_where, Item(ex.qry_text, ex.qry_img), (q, "qry_img_path"))
+        qry_index[q] = _intern(
+            qry_table, qry_items, qry_where, Item(ex.qry_text, ex.qry_img), (q, "qry_img_path")
+        )
         tgt_index.append(
             np.array(
                 [

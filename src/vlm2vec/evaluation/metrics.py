@@ -100,8 +100,6 @@ def score_queries(
         scores = uniq_scores[inverse].numpy()
         top = top_candidates(scores, top_k, ties)
         out.append(
-            QueryScores(
-                positive_rank(scores, ties), float(scores[0]), [(j, float(scores[j])) for j in top]
-            )
+            QueryScores(positive_rank(scores, ties), float(scores[0]), [(j, float(scores[j])) for j in top])
         )
     return out

@@ -23,6 +23,7 @@ from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, SHORT_NAMES
 MAIN_METRIC = "precision@1"
 GROUPS: tuple[str, ...] = (*META_TASKS, "IND", "OOD", "overall")
 _HEADERS = {**{t: SHORT_NAMES[t] for t in META_TASKS}, "IND": "IND", "OOD": "OOD", "overall": "Overall"}
+GROUP_HEADERS = _HEADERS  # column titles of the groups, for other reports
 
 
 def _mean(values: list[float]) -> float | None:
@@ -138,7 +139,9 @@ def format_table(summary: dict[str, Any], per_dataset: bool = True) -> str:
         "model".ljust(name_w) + "".join(_HEADERS[g].rjust(14) for g in GROUPS),
     ]
     for model, source, scores in comparison_rows(summary):
-        cells = [_cell(summary, g, scores.get(g)) if source == "ours" else _fmt(scores.get(g)) for g in GROUPS]
+        cells = [
+            _cell(summary, g, scores.get(g)) if source == "ours" else _fmt(scores.get(g)) for g in GROUPS
+        ]
         lines.append(model.ljust(name_w) + "".join(c.rjust(14) for c in cells))
     lines.append(f"datasets evaluated: {_counts_line(summary)}")
     if partial_note(summary):

@@ -199,9 +199,7 @@ def _evaluate_dataset(
             for side, plan in plans.items()
         }
     stats.encode_seconds += time.perf_counter() - start
-    scored = score_queries(
-        reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions, ties=eval_cfg.ties
-    )
+    scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions, ties=eval_cfg.ties)
     info = dataset_info(ds.name)
     record = {
         **metrics_from_ranks([s.rank for s in scored]),
