@@ -109,17 +109,6 @@ def test_partial_run_lists_missing_and_marks_every_mean_partial(folder, tmp_path
     assert json.loads((out / "summary.json").read_text())["partial"] is True
 
 
-def test_full_36_dataset_run_is_not_partial(tmp_path):
-    from vlm2vec.testing.synthetic import MMEB_EVAL_KINDS
-
-    data = write_synthetic_mmeb_eval(
-        tmp_path / "d", datasets=MMEB_EVAL_KINDS, num_queries=2, num_candidates=2
-    )
-    summary = evaluate_model(FakeEncoder(), _cfg(data, tmp_path / "out"))
-    assert summary["partial"] is False and not summary["missing"]
-    assert "PARTIAL" not in (tmp_path / "out" / "summary.md").read_text()
-
-
 # ------------------------------------------------------------------------------ content-keyed reuse
 def _rewrite_uncompressed(file, edit=None):
     table = pq.read_table(file).to_pydict()
