@@ -242,3 +242,21 @@ def test_non_string_cell_fails_before_encoding(tmp_path):
     with pytest.raises(DatasetError, match=r"'Typed', row 0, column 'qry_text': expected a string, got int"):
         evaluate_model(model, _cfg(data, tmp_path / "out", datasets=["Typed"]))
     assert model.calls == 0
+
+
+def test_fingerprint_holds_the_adapter_settings_in_a_fixed_order():
+    class Conf:
+        def __init__(self, r, targets):
+            self.r, self.target_modules, self.base_model_name_or_path = r, targets, "/somewhere"
+
+    model = FakeEncoder()
+    model.peft_config = {"default": Conf(8, {"q_proj", "v_proj", "o_proj"})}
+    base = model_fingerprint(model)
+    model.peft_config = {"default": Conf(8, {"o_proj", "v_proj", "q_proj"})}
+    model.peft_config["default"].base_model_name_or_path = "/elsewhere"
+    assert model_fingerprint(model) == base
+    from vlm2vec.evaluation.fingerprint import _adapter_part
+
+    assert _adapter_part(model)["default"]["target_modules"] == ["o_proj", "q_proj", "v_proj"]
+    model.peft_config = {"default": Conf(16, {"q_proj", "v_proj", "o_proj"})}  # r sets the LoRA scale
+    assert model_fingerprint(model) != base

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
 import torch
 
@@ -33,6 +34,20 @@ def _config_part(model: torch.nn.Module) -> dict:
     return {}
 
 
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data in a fixed order: sets (PEFT keeps `target_modules` as one) become sorted
+    lists, since a set's order changes between processes with string hashing."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
 def _adapter_part(model: torch.nn.Module) -> dict:
     """The PEFT configs of the (possibly wrapped) encoder, without their file locations."""
     encoder = getattr(model, "encoder", model)
@@ -40,10 +55,9 @@ def _adapter_part(model: torch.nn.Module) -> dict:
     out = {}
     for name, conf in configs.items():
         data = conf.to_dict() if hasattr(conf, "to_dict") else dict(vars(conf))
-        data.pop("base_model_name_or_path", None)
-        data.pop("revision", None)
-        data.pop("inference_mode", None)
-        out[name] = data
+        for key in ("base_model_name_or_path", "revision", "inference_mode"):
+            data.pop(key, None)
+        out[name] = _jsonable(data)
     return out
 
 

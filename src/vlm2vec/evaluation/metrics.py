@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from .items import DedupedDataset
 
 METRICS = ("precision@1", "hit@5", "hit@10", "mrr")
@@ -36,8 +37,6 @@ TIE_RULES = ("reference", "strict")
 def check_tie_rule(ties: str) -> str:
     """Return `ties` if it names a rule; otherwise raise naming the key and the valid values."""
     if ties not in TIE_RULES:
-        from ..config import ConfigError
-
         raise ConfigError(f"eval.ties: unknown tie rule {ties!r}; valid: {', '.join(TIE_RULES)}")
     return ties
 

@@ -90,15 +90,14 @@ def check_data_dir(data_dir: str | Path, found: list[str]) -> None:
     folder found here holds MMEB dataset folders below it; and one dataset's own folder.
     """
     root = Path(data_dir)
-    nested = sorted(
-        {
-            str(f.parent.parent)
-            for name in found
-            if name not in MMEB_DATASETS
-            for f in parquet_files(root, name)
-            if f.parent.name in MMEB_DATASETS and f.parent != root / name
-        }
-    )
+    below: dict[str, set[str]] = {}  # folder below data_dir -> the MMEB dataset folders in it
+    for name in found:
+        if name in MMEB_DATASETS:
+            continue
+        for f in parquet_files(root, name):
+            if f.parent.name in MMEB_DATASETS and f.parent != root / name:
+                below.setdefault(str(f.parent.parent), set()).add(f.parent.name)
+    nested = sorted(below, key=lambda folder: (-len(below[folder]), folder))  # the fullest first
     if nested:
         raise DatasetError(
             f"eval.data_dir {str(root)!r} is above the MMEB-eval folder: MMEB datasets were found under "
