@@ -27,7 +27,8 @@ def test_unknown_dataset_is_meta_task_other_without_split():
 
 def test_select_all_a_meta_task_or_a_list():
     assert select_datasets(found=[*MMEB_DATASETS, "Extra"]) == [*MMEB_DATASETS, "Extra"]
-    assert select_datasets(found=["Extra", "OK-VQA", "ImageNet-1K"]) == ["ImageNet-1K", "OK-VQA", "Extra"]
+    # the default selection is all 36 (absent ones included, for the caller to fail on or report) + extras
+    assert select_datasets(found=["Extra", "OK-VQA", "ImageNet-1K"]) == [*MMEB_DATASETS, "Extra"]
     assert select_datasets(meta_tasks=["grd"]) == [
         "MSCOCO",
         "RefCOCO",

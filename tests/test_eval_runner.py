@@ -130,6 +130,7 @@ def test_all_36_datasets_summary_is_dataset_weighted(all36_folder, tmp_path):
             hand_mean([n for n, i in MMEB_DATASETS.items() if i.split == split])
         )
     assert summary["overall"] == pytest.approx(hand_mean(list(MMEB_DATASETS)))  # MyOwnSet excluded
+    assert summary["partial"] is False and not summary["missing"]  # all 36: a complete run
     assert summary["num_datasets"] == {
         "Classification": 10,
         "VQA": 10,
@@ -143,7 +144,7 @@ def test_all_36_datasets_summary_is_dataset_weighted(all36_folder, tmp_path):
     # reports
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     md = (tmp_path / "summary.md").read_text()
-    assert all(name in md for name in PUBLISHED_RESULTS) and "**ours" in md
+    assert all(name in md for name in PUBLISHED_RESULTS) and "**ours" in md and "PARTIAL" not in md
     table = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
     assert [r["source"] for r in table] == ["published"] * len(PUBLISHED_RESULTS) + ["ours"]
     assert float(table[-1]["overall"]) == pytest.approx(summary["overall"], abs=0.005)

@@ -46,7 +46,8 @@ def test_tiny_qwen2vl_matches_naive_evaluation_and_cache_skips_rerun(tmp_path):
     model.encode = lambda inputs: rows.append(inputs["input_ids"].shape[0]) or encode(inputs)
 
     summary = evaluate_model(
-        model, EvalConfig(data_dir=str(data), output_dir=str(tmp_path / "out"), batch_size=3)
+        model,
+        EvalConfig(data_dir=str(data), output_dir=str(tmp_path / "out"), batch_size=3, skip_missing=True),
     )
     assert sum(rows) == sum(r["distinct_items"] for r in summary["datasets"].values())
     for name in KINDS:
@@ -65,6 +66,7 @@ def test_tiny_qwen2vl_matches_naive_evaluation_and_cache_skips_rerun(tmp_path):
             output_dir=str(tmp_path / "out2"),
             cache_dir=str(tmp_path / "out" / "cache"),
             batch_size=3,
+            skip_missing=True,
         ),
     )
     assert rows == [] and {k: v for k, v in again.items() if k != "config"} == {

@@ -192,9 +192,15 @@ class EvalConfig:
     output_dir: str = opt("eval_out", "results folder")
     cache_dir: str | None = opt(None, "embedding cache folder; null: <output_dir>/cache")
     batch_size: int = opt(16, "items per encoding batch")
-    skip_missing: bool = opt(False, "report absent datasets as missing instead of failing")
+    skip_missing: bool = opt(
+        False,
+        "allow a partial run: list absent datasets as missing (means marked partial) instead of failing",
+    )
     max_queries: int | None = opt(None, "evaluate only the first N queries of each dataset (null: all)")
     top_k_predictions: int = opt(10, "candidates kept per query in predictions files")
+    ties: str = opt(
+        "reference", "tie with the positive: reference (a hit, as the published numbers) | strict (a miss)"
+    )
     num_workers: int = opt(
         0, "DataLoader workers that read images and run the processor while the model encodes"
     )

@@ -8,7 +8,7 @@ rows. `run_evaluation(cfg)` is what `evaluate.py` calls. See docs/evaluation.md.
 
 from .fingerprint import model_fingerprint
 from .items import DedupedDataset, Item, dedup_examples, item_key
-from .metrics import metrics_from_ranks, positive_rank, score_queries
+from .metrics import TIE_RULES, metrics_from_ranks, positive_rank, score_queries
 from .mmeb_eval import (
     DatasetError,
     EvalDataset,
@@ -17,14 +17,17 @@ from .mmeb_eval import (
     find_datasets,
     load_eval_dataset,
 )
+from .model_settings import ResolvedModel, explicit_keys, resolve_model_config
 from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, DatasetInfo, dataset_info, select_datasets
 from .reports import build_summary, format_table, write_reports
-from .runner import EvalStats, evaluate_model, run_evaluation
+from .runner import EvalStats, evaluate_model, load_model_for_eval, run_evaluation
 
 __all__ = [
     "META_TASKS",
     "MMEB_DATASETS",
     "PUBLISHED_RESULTS",
+    "TIE_RULES",
+    "ResolvedModel",
     "DatasetError",
     "DatasetInfo",
     "DedupedDataset",
@@ -37,13 +40,16 @@ __all__ = [
     "dataset_info",
     "dedup_examples",
     "evaluate_model",
+    "explicit_keys",
     "find_datasets",
     "format_table",
     "item_key",
     "load_eval_dataset",
+    "load_model_for_eval",
     "metrics_from_ranks",
     "model_fingerprint",
     "positive_rank",
+    "resolve_model_config",
     "run_evaluation",
     "score_queries",
     "select_datasets",

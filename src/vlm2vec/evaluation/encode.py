@@ -6,12 +6,16 @@ cache or encoded whole. So every item is always encoded with the same batch neig
 padding), and one process, two processes and an interrupted-then-resumed run give bitwise the same
 reps. Batches are dealt round-robin to the processes one chunk at a time; after each chunk the reps are
 gathered to every process and the main process writes the chunk to the cache.
+
+An image that cannot be decoded (truncated, corrupt) fails with a `DatasetError` naming the dataset,
+the row and column where the item first appears, and the path; under DataLoader workers the error is
+handed back as a value and raised in the main process, so its message stays one line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..model import move_batch
 from .cache import RepCache
 from .items import Item, item_key
+from .mmeb_eval import DatasetError
 
 
 class ProcessState(Protocol):
@@ -47,6 +52,18 @@ def load_image(root: Path, rel: str) -> Image.Image:
         return im.convert("RGB")
 
 
+@dataclass
+class ItemSource:
+    """Where a side's items come from, for error messages: dataset and each item's (row, column)."""
+
+    dataset: str = ""
+    where: list[tuple[int, str]] = field(default_factory=list)
+
+    def describe(self, i: int) -> str:
+        row, column = self.where[i] if i < len(self.where) else (None, None)
+        return f"dataset {self.dataset!r}, row {row}, column {column!r}"
+
+
 def length_order(items: list[Item]) -> list[int]:
     """Longest first (image items, then by text length), index as tie-break: deterministic."""
     return sorted(range(len(items)), key=lambda i: (-bool(items[i].image), -len(items[i].text), i))
@@ -62,42 +79,79 @@ class EncodePlan:
     todo: list[list[int]]
     cached: dict[str, torch.Tensor]
     cache: RepCache | None
+    source: ItemSource = field(default_factory=ItemSource)
 
     @property
     def num_todo_items(self) -> int:
         return sum(len(b) for b in self.todo)
 
 
-def plan_encoding(items: list[Item], batch_size: int, cache: RepCache | None) -> EncodePlan:
-    """Cut length-sorted batches and mark those with any item missing from the cache."""
+def plan_encoding(
+    items: list[Item],
+    batch_size: int,
+    cache: RepCache | None,
+    image_stamps: Mapping[str, str] | None = None,
+    source: ItemSource | None = None,
+) -> EncodePlan:
+    """Cut length-sorted batches and mark those with any item missing from the cache.
+
+    `image_stamps` (image path -> "size:mtime_ns") go into the item keys, so a replaced image file
+    misses the cache.
+    """
     if batch_size < 1:
-        raise ValueError(f"eval batch_size must be >= 1, got {batch_size}")
-    keys = [item_key(it) for it in items]
+        from ..config import ConfigError
+
+        raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
+    stamps = image_stamps or {}
+    keys = [item_key(it, stamps.get(it.image, "")) for it in items]
     order = length_order(items)
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     cached = cache.load() if cache is not None else {}
     todo = [b for b in batches if any(keys[i] not in cached for i in b)]
-    return EncodePlan(items, keys, batches, todo, cached, cache)
+    return EncodePlan(items, keys, batches, todo, cached, cache, source or ItemSource())
 
 
 class _BatchInputs(Dataset):
-    """Loads a batch's images and runs the processor; runs in DataLoader workers when num_workers > 0."""
+    """Loads a batch's images and runs the processor; runs in DataLoader workers when num_workers > 0.
+
+    An unreadable image comes back as a `DatasetError` value (raised by `run_plan`), so the message
+    that names dataset, row, column and path is not wrapped in a worker traceback.
+    """
 
     def __init__(
-        self, batches: list[list[int]], items: list[Item], image_root: Path, processor: Callable, max_length
+        self,
+        batches: list[list[int]],
+        items: list[Item],
+        image_root: Path,
+        processor: Callable,
+        max_length,
+        source: ItemSource,
     ):
         self.batches, self.items, self.image_root = batches, items, image_root
-        self.processor, self.max_length = processor, max_length
+        self.processor, self.max_length, self.source = processor, max_length, source
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> tuple[list[int], dict[str, Any]]:
+    def _image(self, j: int) -> list[Image.Image]:
+        rel = self.items[j].image
+        if not rel:
+            return []
+        try:
+            return [load_image(self.image_root, rel)]
+        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+            raise DatasetError(
+                f"{self.source.describe(j)}: cannot read image {str(self.image_root / rel)!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    def __getitem__(self, i: int) -> tuple[list[int], dict[str, Any] | DatasetError]:
         batch = self.batches[i]
         texts = [self.items[j].text for j in batch]
-        images = [
-            [load_image(self.image_root, self.items[j].image)] if self.items[j].image else [] for j in batch
-        ]
+        try:
+            images = [self._image(j) for j in batch]
+        except DatasetError as exc:
+            return batch, exc
         return batch, dict(self.processor(texts, images, max_length=self.max_length))
 
 
@@ -135,7 +189,12 @@ def run_plan(
     # one loader for all of this process's batches, so its workers start once per side and dataset
     loader = DataLoader(
         _BatchInputs(
-            [b for mine in chunks for b in mine], plan.items, image_root, model.processor, max_length
+            [b for mine in chunks for b in mine],
+            plan.items,
+            image_root,
+            model.processor,
+            max_length,
+            plan.source,
         ),
         batch_size=None,
         num_workers=num_workers,
@@ -147,6 +206,8 @@ def run_plan(
         with torch.inference_mode():
             for _ in mine:
                 batch, inputs = next(batches)
+                if isinstance(inputs, DatasetError):
+                    raise inputs
                 reps = model.encode(move_batch(inputs, param.device, param.dtype))
                 if reps.shape[0] != len(batch):
                     raise RuntimeError(

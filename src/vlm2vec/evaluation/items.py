@@ -10,7 +10,7 @@ encoders that treat the sides differently.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,13 +25,15 @@ class Item:
     image: str = ""
 
 
-def item_key(item: Item) -> str:
-    """Content key of an item for the cache: a hash of its text and its image path.
+def item_key(item: Item, image_stamp: str = "") -> str:
+    """Content key of an item for the cache: a hash of its text, its image path and the image file's
+    size and mtime (`image_stamp`, "size:mtime_ns"), so a replaced image file is encoded afresh.
 
-    Image files are identified by their path under the image root (MMEB-eval images are immutable);
-    the model side of the cache key is the model fingerprint, kept in the cache folder's name.
+    The model side of the cache key is the model fingerprint, kept in the cache folder's name.
     """
-    digest = hashlib.sha1(item.text.encode("utf-8") + b"\0" + item.image.encode("utf-8"))
+    digest = hashlib.sha1(
+        item.text.encode("utf-8") + b"\0" + item.image.encode("utf-8") + b"\0" + image_stamp.encode()
+    )
     return digest.hexdigest()
 
 
@@ -43,6 +45,9 @@ class DedupedDataset:
     tgt_items: list[Item]
     qry_index: np.ndarray  # [Q] index of each query's item in qry_items
     tgt_index: list[np.ndarray]  # per query: index of each candidate's item in tgt_items
+    #: per item, the (row, image column) where it first appears: error messages name them
+    qry_where: list[tuple[int, str]] = field(default_factory=list)
+    tgt_where: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def num_queries(self) -> int:
@@ -58,11 +63,14 @@ class DedupedDataset:
         return len(self.qry_items) + len(self.tgt_items)
 
 
-def _intern(table: dict[Item, int], items: list[Item], item: Item) -> int:
+def _intern(
+    table: dict[Item, int], items: list[Item], where: list[tuple[int, str]], item: Item, at: tuple[int, str]
+) -> int:
     idx = table.get(item)
     if idx is None:
         idx = table[item] = len(items)
         items.append(item)
+        where.append(at)
     return idx
 
 
@@ -72,14 +80,21 @@ def dedup_examples(examples: list[EvalExample]) -> DedupedDataset:
     tgt_table: dict[Item, int] = {}
     qry_items: list[Item] = []
     tgt_items: list[Item] = []
+    qry_where: list[tuple[int, str]] = []
+    tgt_where: list[tuple[int, str]] = []
     qry_index = np.empty(len(examples), dtype=np.int64)
     tgt_index: list[np.ndarray] = []
     for q, ex in enumerate(examples):
-        qry_index[q] = _intern(qry_table, qry_items, Item(ex.qry_text, ex.qry_img))
+        qry_index[q] = _intern(
+            qry_table, qry_items, qry_where, Item(ex.qry_text, ex.qry_img), (q, "qry_img_path")
+        )
         tgt_index.append(
             np.array(
-                [_intern(tgt_table, tgt_items, Item(t, p)) for t, p in zip(ex.tgt_texts, ex.tgt_imgs)],
+                [
+                    _intern(tgt_table, tgt_items, tgt_where, Item(t, p), (q, f"tgt_img_path[{j}]"))
+                    for j, (t, p) in enumerate(zip(ex.tgt_texts, ex.tgt_imgs))
+                ],
                 dtype=np.int64,
             )
         )
-    return DedupedDataset(qry_items, tgt_items, qry_index, tgt_index)
+    return DedupedDataset(qry_items, tgt_items, qry_index, tgt_index, qry_where, tgt_where)

@@ -101,17 +101,19 @@ def datasets_of(meta_task: str) -> list[str]:
 def select_datasets(
     datasets: list[str] | None = None, meta_tasks: list[str] | None = None, found: list[str] | None = None
 ) -> list[str]:
-    """Resolve what to run: a list, some meta-tasks (the union of both), or, with neither, all of `found`.
+    """Resolve what to run: a list, some meta-tasks (the union of both), or, with neither, the default
+    selection: all 36 MMEB datasets (in the paper's order) plus every other dataset folder `found`.
 
-    `found` lists the dataset folders present on disk (registered ones come first, in the paper's
-    order); unregistered ones belong to meta-task `other`, which `meta_tasks=["other"]` selects.
-    Explicitly named datasets are returned even when absent, so the caller can report them missing.
+    `found` lists the dataset folders present on disk; unregistered ones belong to meta-task `other`,
+    which `meta_tasks=["other"]` selects. Selected datasets are returned even when absent from
+    `found`, so the caller can fail on them or report them missing: the default selection of a folder
+    that lacks some MMEB datasets is a partial run, never a silently smaller "overall".
     """
     found = list(found or [])
     extras = [n for n in found if n not in MMEB_DATASETS]
     selected: list[str] = []
     if not datasets and not meta_tasks:
-        selected = [n for n in MMEB_DATASETS if n in found] + extras
+        selected = [*MMEB_DATASETS, *extras]
     for task in meta_tasks or []:
         selected += extras if canonical_meta_task(task) == OTHER else datasets_of(task)
     selected += list(datasets or [])

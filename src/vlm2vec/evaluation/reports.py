@@ -3,7 +3,10 @@
 Aggregates follow the paper: the score of a meta-task, of IND, of OOD and overall is the mean of
 Precision@1 over the *datasets* in it (dataset-weighted, not a mean of meta-task means). Datasets
 outside MMEB (meta-task `other`) are reported but excluded; missing datasets are listed under
-`missing`, never counted as zero. A group with no evaluated dataset has the score None (null).
+`missing` in every report, never counted as zero. A group with no evaluated dataset has the score
+None (null). Every mean says over how many of the group's MMEB datasets it runs (`coverage`), and a
+mean over fewer than all of them is marked partial, in summary.json and in every table: a partial
+"overall" is not comparable with the published one. The tie rule (`ties`) is recorded beside them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, SHORT_NAMES
 MAIN_METRIC = "precision@1"
 GROUPS: tuple[str, ...] = (*META_TASKS, "IND", "OOD", "overall")
 _HEADERS = {**{t: SHORT_NAMES[t] for t in META_TASKS}, "IND": "IND", "OOD": "OOD", "overall": "Overall"}
+GROUP_HEADERS = _HEADERS  # column titles of the groups, for other reports
 
 
 def _mean(values: list[float]) -> float | None:
@@ -33,6 +37,8 @@ def build_summary(
     model: str = "",
     fingerprint: str = "",
     config: dict[str, Any] | None = None,
+    ties: str = "reference",
+    model_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Summary dict from per-dataset rows (metrics in %, `meta_task`, `split`, `num_queries`)."""
 
@@ -42,6 +48,10 @@ def build_summary(
         for g in GROUPS
     }
     scores = {g: _mean(members[g]) for g in GROUPS}
+    full = _registry_sizes()
+    coverage = {
+        g: {"datasets": len(members[g]), "of": full[g], "partial": len(members[g]) < full[g]} for g in GROUPS
+    }
     return {
         "datasets": datasets,
         "missing": dict(missing or {}),
@@ -50,11 +60,40 @@ def build_summary(
         "OOD": scores["OOD"],
         "overall": scores["overall"],
         "num_datasets": {g: len(members[g]) for g in GROUPS},
+        "coverage": coverage,
+        "partial": coverage["overall"]["partial"],
         "metric": MAIN_METRIC,
+        "ties": ties,
         "model": model,
         "model_fingerprint": fingerprint,
+        "model_settings": dict(model_settings or {}),
         "config": dict(config or {}),
     }
+
+
+TIE_NOTES = {
+    "reference": "a tie with the positive counts as a hit, as in the reference evaluator (argmax == 0)",
+    "strict": "a tie with the positive counts as a miss (stricter than the published numbers)",
+}
+
+
+def partial_note(summary: dict[str, Any]) -> str:
+    """'' for a full run; otherwise one sentence: how many datasets the means run over, what is missing."""
+    if not summary.get("partial"):
+        return ""
+    cov = summary["coverage"]["overall"]
+    text = f"PARTIAL: means over {cov['datasets']} of the {cov['of']} MMEB datasets, not comparable with the published rows"
+    if summary["missing"]:
+        text += f"; missing: {', '.join(summary['missing'])}"
+    return text + "."
+
+
+def _cell(summary: dict[str, Any], group: str, value: float | None) -> str:
+    """Our score for a group, with 'n/N' beside it when it is a mean over part of the group."""
+    cov = summary.get("coverage", {}).get(group)
+    if cov is None or not cov["partial"] or value is None:
+        return _fmt(value)
+    return f"{_fmt(value)} ({cov['datasets']}/{cov['of']})"
 
 
 def _row_of(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -69,7 +108,8 @@ def _row_of(summary: dict[str, Any]) -> dict[str, float | None]:
 def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, dict[str, float | None]]]:
     """(model, source, scores per group): the published rows of REFERENCE §3, then ours."""
     rows = [(name, "published", dict(scores)) for name, scores in PUBLISHED_RESULTS.items()]
-    rows.append((f"ours: {summary['model'] or 'model'}", "ours", _row_of(summary)))
+    label = f"ours: {summary['model'] or 'model'}" + (" [partial]" if summary.get("partial") else "")
+    rows.append((label, "ours", _row_of(summary)))
     return rows
 
 
@@ -95,12 +135,17 @@ def format_table(summary: dict[str, Any], per_dataset: bool = True) -> str:
     """Plain-text tables: published rows beside ours, then (optionally) every dataset."""
     name_w = max(len(r[0]) for r in comparison_rows(summary)) + 2
     lines = [
-        f"MMEB {summary['metric']} (%), means over datasets",
-        "model".ljust(name_w) + "".join(_HEADERS[g].rjust(9) for g in GROUPS),
+        f"MMEB {summary['metric']} (%), means over datasets; ties: {summary.get('ties', 'reference')}",
+        "model".ljust(name_w) + "".join(_HEADERS[g].rjust(14) for g in GROUPS),
     ]
-    for model, _, scores in comparison_rows(summary):
-        lines.append(model.ljust(name_w) + "".join(_fmt(scores.get(g), 9) for g in GROUPS))
+    for model, source, scores in comparison_rows(summary):
+        cells = [
+            _cell(summary, g, scores.get(g)) if source == "ours" else _fmt(scores.get(g)) for g in GROUPS
+        ]
+        lines.append(model.ljust(name_w) + "".join(c.rjust(14) for c in cells))
     lines.append(f"datasets evaluated: {_counts_line(summary)}")
+    if partial_note(summary):
+        lines.append(partial_note(summary))
     if per_dataset and summary["datasets"]:
         width = max(len(n) for n in summary["datasets"]) + 2
         lines += [
@@ -129,14 +174,19 @@ def format_markdown(summary: dict[str, Any]) -> str:
         f"# MMEB evaluation: {summary['model'] or 'model'}",
         "",
         f"{summary['metric']} (%); meta-task, IND, OOD and overall scores are means over datasets.",
+        f"Tie rule: `{summary.get('ties', 'reference')}`: {TIE_NOTES.get(summary.get('ties', 'reference'), '')}.",
         f"Datasets evaluated: {_counts_line(summary)}.",
+        *([f"**{partial_note(summary)}**"] if partial_note(summary) else []),
         "",
         head,
         "|" + "---|" * (len(GROUPS) + 1),
     ]
     for model, source, scores in comparison_rows(summary):
-        label = f"**{model}**" if source == "ours" else model
-        lines.append(f"| {label} | " + " | ".join(_fmt(scores.get(g)) for g in GROUPS) + " |")
+        if source == "ours":
+            cells = [_cell(summary, g, scores.get(g)) for g in GROUPS]
+            lines.append(f"| **{model}** | " + " | ".join(cells) + " |")
+        else:
+            lines.append(f"| {model} | " + " | ".join(_fmt(scores.get(g)) for g in GROUPS) + " |")
     lines += [
         "",
         "| dataset | meta-task | split | precision@1 | hit@5 | hit@10 | MRR | queries |",
@@ -157,10 +207,19 @@ def format_markdown(summary: dict[str, Any]) -> str:
 def format_csv(summary: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", "source", *GROUPS])
+    writer.writerow(["model", "source", *GROUPS, "ties", "datasets", "missing"])
+    cov = summary.get("coverage", {}).get("overall", {})
     for model, source, scores in comparison_rows(summary):
+        ours = source == "ours"
         writer.writerow(
-            [model, source, *("" if scores.get(g) is None else f"{scores[g]:.2f}" for g in GROUPS)]
+            [
+                model,
+                source,
+                *("" if scores.get(g) is None else f"{scores[g]:.2f}" for g in GROUPS),
+                summary.get("ties", "reference") if ours else "reference",
+                f"{cov.get('datasets', '')}/{cov.get('of', '')}" if ours else "",
+                " ".join(summary["missing"]) if ours else "",
+            ]
         )
     return buf.getvalue()
 
@@ -207,7 +266,11 @@ def plot_meta_tasks(summary: dict[str, Any], path: str | Path) -> Path:
     ax.set_xticks(range(len(GROUPS)), [_HEADERS[g] for g in GROUPS])
     ax.set_ylabel(f"{summary['metric']} (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("MMEB: ours (black) vs published")
+    title = f"MMEB: ours (black) vs published; ties: {summary.get('ties', 'reference')}"
+    if summary.get("partial"):
+        cov = summary["coverage"]["overall"]
+        title += f"; PARTIAL: {cov['datasets']}/{cov['of']} datasets"
+    ax.set_title(title)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.tight_layout()
     with atomic_path(path) as tmp:

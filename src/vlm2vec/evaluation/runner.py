@@ -6,8 +6,17 @@ Output folder layout (`eval.output_dir`):
     summary.json / .md / .csv   aggregates beside the published rows; datasets.csv; meta_tasks.png
     cache/<fingerprint>/...     item reps (default cache_dir)
 
-A re-run skips every dataset whose result file matches the model fingerprint and the settings that
-change results, and re-encodes nothing the cache holds; an interrupted run resumes from both.
+A re-run skips every dataset whose result file matches what the result came from -- the model
+fingerprint, a hash of the parquet bytes, every image's path, size and mtime, and the settings that
+change results (tie rule, max_queries, top_k_predictions) -- and re-encodes nothing the cache holds
+(item keys hold the image's size and mtime too); an interrupted run resumes from both. A same-size
+edit of a parquet file is therefore re-scored.
+
+Completeness: the default selection is all 36 MMEB datasets plus any other dataset folder found.
+Selected datasets absent from `eval.data_dir` fail the run, all of them named, unless
+`eval.skip_missing=true` asks for a partial run: then they are listed as missing in every report and
+every mean says over how many datasets it runs and is marked partial. A `data_dir` holding no MMEB
+dataset, or one level too high, is an error naming the folder to pass.
 Under several processes (torchrun / accelerate launch) the batches are sharded and gathered, every
 process returns the same summary, and only the main process writes files.
 """
@@ -25,16 +34,24 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import EvalConfig
+from ..config import ConfigError, EvalConfig
 from ..files import atomic_write_json, atomic_write_text
 from .cache import RepCache
-from .encode import ProcessState, SingleProcess, plan_encoding, run_plan
+from .encode import ItemSource, ProcessState, SingleProcess, plan_encoding, run_plan
 from .fingerprint import model_fingerprint
 from .items import dedup_examples
-from .metrics import METRICS, QueryScores, metrics_from_ranks, score_queries
-from .mmeb_eval import EvalDataset, MissingDatasetError, find_datasets, load_eval_dataset, parquet_files
-from .registry import dataset_info, select_datasets
-from .reports import build_summary, write_reports
+from .metrics import METRICS, QueryScores, check_tie_rule, metrics_from_ranks, score_queries
+from .mmeb_eval import (
+    DatasetError,
+    EvalDataset,
+    MissingDatasetError,
+    check_data_dir,
+    find_datasets,
+    load_eval_dataset,
+)
+from .model_settings import ResolvedModel, default_explicit_keys, explicit_keys, resolve_model_config
+from .registry import MMEB_DATASETS, dataset_info, select_datasets
+from .reports import build_summary, partial_note, write_reports
 
 logger = logging.getLogger(__name__)
 
@@ -68,19 +85,33 @@ def _barrier(state: ProcessState) -> None:
         wait()
 
 
-def _data_signature(files: list[Path]) -> str:
-    """Names and sizes of the dataset's parquet files: a changed file invalidates its result."""
-    parts = [f"{f.name}:{f.stat().st_size}" for f in files]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: str) -> dict[str, Any]:
+def data_signature(ds: EvalDataset) -> dict[str, str]:
+    """What a dataset's result came from: the parquet files' bytes and every image's size + mtime."""
+    parquet = hashlib.sha256()
+    for f in ds.files:
+        parquet.update(f"{f.name}:{_file_digest(f)}\n".encode())
+    images = hashlib.sha256()
+    for path in sorted(ds.image_stamps):
+        images.update(f"{path}:{ds.image_stamps[path]}\n".encode())
+    return {"parquet_sha256": parquet.hexdigest(), "images": images.hexdigest()}
+
+
+def _result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str, str]) -> dict[str, Any]:
     """What a dataset's result and predictions files depend on; `top_k_predictions` shapes the
-    predictions file, so a change of it re-scores (from the cache) instead of keeping stale top-k lists."""
+    predictions file and `ties` the ranks, so changing either re-scores (from the cache)."""
     return {
         "model_fingerprint": fingerprint,
         "max_queries": eval_cfg.max_queries,
         "top_k_predictions": eval_cfg.top_k_predictions,
+        "ties": eval_cfg.ties,
         "data": signature,
     }
 
@@ -108,6 +139,7 @@ def _predictions_jsonl(ds: EvalDataset, scored: list[QueryScores]) -> str:
             "qry_image": ex.qry_img,
             "rank": s.rank,
             "correct": s.rank == 1,
+            "positive_score": s.positive_score,
             "top": top,
         }
         lines.append(json.dumps(row, ensure_ascii=False))
@@ -139,9 +171,13 @@ def _evaluate_dataset(
     dd = dedup_examples(ds.examples)
     plans = {
         side: plan_encoding(
-            items, eval_cfg.batch_size, RepCache.for_dataset(cache_dir, fingerprint, ds.name, side)
+            items,
+            eval_cfg.batch_size,
+            RepCache.for_dataset(cache_dir, fingerprint, ds.name, side),
+            image_stamps=ds.image_stamps,
+            source=ItemSource(ds.name, where),
         )
-        for side, items in (("qry", dd.qry_items), ("tgt", dd.tgt_items))
+        for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where))
     }
     todo = sum(p.num_todo_items for p in plans.values())
     stats.items_encoded += todo
@@ -163,7 +199,7 @@ def _evaluate_dataset(
             for side, plan in plans.items()
         }
     stats.encode_seconds += time.perf_counter() - start
-    scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions)
+    scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions, ties=eval_cfg.ties)
     info = dataset_info(ds.name)
     record = {
         **metrics_from_ranks([s.rank for s in scored]),
@@ -172,38 +208,33 @@ def _evaluate_dataset(
         "split": info.split,
         "distinct_items": dd.num_items,
         "naive_slots": dd.naive_slots,
+        "ties": eval_cfg.ties,
     }
     return record, scored
 
 
-def evaluate_model(
-    model: Any,
-    eval_cfg: EvalConfig,
-    *,
-    state: ProcessState | None = None,
-    stats: EvalStats | None = None,
-    model_name: str | None = None,
-) -> dict[str, Any]:
-    """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir`; write results; return the summary.
+def select_present(eval_cfg: EvalConfig) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The selected datasets present in `eval.data_dir`, and the absent ones as `missing` entries.
 
-    Every process must call this under a multi-process launch; all return the same summary.
+    Fails on a data_dir that is not an MMEB-eval folder, on a default selection that finds no MMEB
+    dataset, and (unless `eval.skip_missing`) on any absent selected dataset, naming all of them.
     """
-    if not eval_cfg.data_dir:
-        raise ValueError("eval.data_dir is not set: point it at a local MMEB-eval folder")
-    state = state or _default_state()
-    stats = stats if stats is not None else EvalStats()
-    out = Path(eval_cfg.output_dir)
-    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.cache_dir else out / "cache"
-    model.eval()
-    fingerprint = model_fingerprint(model)
-
     found = find_datasets(eval_cfg.data_dir)
+    check_data_dir(eval_cfg.data_dir, found)
+    default = not eval_cfg.datasets and not eval_cfg.meta_tasks
+    if default and not any(n in MMEB_DATASETS for n in found):
+        raise DatasetError(
+            f"eval.data_dir {eval_cfg.data_dir!r} holds no MMEB-eval dataset (found only {', '.join(found)}); "
+            f"to evaluate these folders, name them: eval.datasets=[{','.join(found)}]"
+        )
     names = select_datasets(eval_cfg.datasets, eval_cfg.meta_tasks, found)
     absent = [n for n in names if n not in found]
     if absent and not eval_cfg.skip_missing:
+        what = "of the default selection (all 36 MMEB datasets) " if default else ""
         raise MissingDatasetError(
-            f"{len(absent)} dataset(s) not found under {eval_cfg.data_dir!r}: {', '.join(absent)} "
-            "(set eval.skip_missing=true to skip them, or eval.datasets / eval.meta_tasks to choose)"
+            f"{len(absent)} dataset(s) {what}not found under {eval_cfg.data_dir!r}: {', '.join(absent)} "
+            "(set eval.skip_missing=true for a partial run that lists them as missing, or choose with "
+            "eval.datasets / eval.meta_tasks)"
         )
     missing = {
         n: {
@@ -213,21 +244,49 @@ def evaluate_model(
         }
         for n in absent
     }
+    return [n for n in names if n not in missing], missing
+
+
+def evaluate_model(
+    model: Any,
+    eval_cfg: EvalConfig,
+    *,
+    state: ProcessState | None = None,
+    stats: EvalStats | None = None,
+    model_name: str | None = None,
+    model_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir`; write results; return the summary.
+
+    Every process must call this under a multi-process launch; all return the same summary.
+    `model_settings` (where the model's settings came from, overrides) is recorded in the summary.
+    """
+    if not eval_cfg.data_dir:
+        raise ConfigError("eval.data_dir is not set: point it at a local MMEB-eval folder")
+    check_tie_rule(eval_cfg.ties)
+    state = state or _default_state()
+    stats = stats if stats is not None else EvalStats()
+    out = Path(eval_cfg.output_dir)
+    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.cache_dir else out / "cache"
+    model.eval()
+    fingerprint = model_fingerprint(model)
+    present, missing = select_present(eval_cfg)
+    if missing:
+        logger.warning("partial run: %d dataset(s) missing: %s", len(missing), ", ".join(missing))
 
     records: dict[str, dict[str, Any]] = {}
-    for name in (n for n in names if n not in missing):
-        settings = _result_settings(
-            fingerprint, eval_cfg, _data_signature(parquet_files(eval_cfg.data_dir, name))
+    for name in present:
+        # read and validate every row (and stat every image) before anything of it is encoded
+        ds = load_eval_dataset(
+            eval_cfg.data_dir, name, image_root=eval_cfg.image_root, max_queries=eval_cfg.max_queries
         )
+        settings = _result_settings(fingerprint, eval_cfg, data_signature(ds))
         result_path = out / "datasets" / f"{name}.json"
         finished = _load_finished(result_path, settings)
         if finished is not None:
             records[name] = finished["metrics"]
             stats.datasets_reused.append(name)
             continue
-        ds = load_eval_dataset(
-            eval_cfg.data_dir, name, image_root=eval_cfg.image_root, max_queries=eval_cfg.max_queries
-        )
         record, scored = _evaluate_dataset(model, ds, eval_cfg, cache_dir, fingerprint, state, stats)
         if state.is_main_process:
             atomic_write_text(out / "predictions" / f"{name}.jsonl", _predictions_jsonl(ds, scored))
@@ -243,27 +302,35 @@ def evaluate_model(
         model=model_name or _model_name(model),
         fingerprint=fingerprint,
         config=_config_dict(model, eval_cfg),
+        ties=eval_cfg.ties,
+        model_settings=model_settings,
     )
     if state.is_main_process:
         write_reports(summary, out)
+        if summary["partial"]:
+            logger.warning("%s", partial_note(summary))
     _barrier(state)
     return summary
 
 
-def load_model_for_eval(model_cfg: Any) -> Any:
-    """`model.path` saved by us (holds vlm2vec.json): open it with its stored settings, taking only the
-    runtime choices (dtype, attention) from `model_cfg`; otherwise build from `model_cfg` as given."""
-    from ..model import META_FILE, EmbeddingModel
+def load_model_for_eval(model_cfg: Any, explicit: set[str] | None = None) -> tuple[Any, ResolvedModel]:
+    """Open the model with the settings that should run (`resolve_model_config`): a saved folder's own
+    settings unless a key is in `explicit` (dotted or bare model keys; None: the keys that differ
+    from the ModelConfig defaults). Returns the model and the resolution (what was overridden)."""
+    from ..model import EmbeddingModel
 
-    if model_cfg.path and (Path(model_cfg.path) / META_FILE).is_file():
-        return EmbeddingModel.from_pretrained(
-            model_cfg.path, dtype=model_cfg.dtype, attn_implementation=model_cfg.attn_implementation
-        )
-    return EmbeddingModel.from_config(model_cfg)
+    keys = default_explicit_keys(model_cfg) if explicit is None else explicit
+    resolved = resolve_model_config(model_cfg, keys)
+    return EmbeddingModel.from_config(resolved.cfg), resolved
 
 
-def run_evaluation(cfg: Any) -> dict[str, Any]:
-    """Entry point behind evaluate.py: load the model from `cfg.model`, evaluate, print the table."""
+def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]:
+    """Entry point behind evaluate.py: load the model from `cfg.model`, evaluate, print the table.
+
+    `explicit`: the dotted keys set by the YAML file or the command line (`explicit_keys`); a saved
+    folder's settings yield only to those. The `config.yaml` written beside the results holds the
+    model settings that ran, and summary.json's `model_settings` lists the overrides.
+    """
     import torch
     from accelerate import PartialState
 
@@ -271,10 +338,25 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
     from .reports import format_table
 
     state = PartialState(cpu=not torch.cuda.is_available())
-    model = load_model_for_eval(cfg.model).to(state.device)
+    model, resolved = load_model_for_eval(cfg.model, explicit)
+    model = model.to(state.device)
+    ran = dataclasses.replace(cfg, model=getattr(model, "cfg", resolved.cfg))
     if state.is_main_process:
-        save_config(cfg, Path(cfg.eval.output_dir) / "config.yaml")
-    summary = evaluate_model(model, cfg.eval, state=state)
+        logger.info("%s", resolved.describe())
+        save_config(ran, Path(cfg.eval.output_dir) / "config.yaml")
+    summary = evaluate_model(model, cfg.eval, state=state, model_settings=resolved.report())
     if state.is_main_process:
+        print(resolved.describe())
         print(format_table(summary))
     return summary
+
+
+__all__ = [
+    "EvalStats",
+    "data_signature",
+    "evaluate_model",
+    "explicit_keys",
+    "load_model_for_eval",
+    "run_evaluation",
+    "select_present",
+]
