@@ -162,7 +162,7 @@ def test_adapter_model_opens_in_eval_mode_and_identical_calls_are_bit_identical(
     assert json.loads((qwen2b / "adapter_config.json").read_text())["lora_dropout"] == 0.1
     assert not any(m.training for m in model.modules())
     inputs = model.processor(TEXTS, _images(tiny_images))
-    with torch.no_grad():
+    with torch.inference_mode():  # as the README's model-card example
         first = model(qry=inputs)["qry_reps"]
         assert torch.equal(first, model(qry=inputs)["qry_reps"])
         model.embed(TEXTS, _images(tiny_images))
