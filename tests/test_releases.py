@@ -117,6 +117,8 @@ def test_qwen2vl_7b_root_opens_as_adapter_or_as_its_merged_old_name_shards(
 ):
     with pytest.raises(ModelLoadError, match=r"Qwen/Qwen2-VL-7B-Instruct.*pass path=.*weights='full'"):
         EmbeddingModel.from_pretrained(qwen7b)
+    with pytest.raises(ModelLoadError, match=r"adapter over 'Qwen/Qwen2-VL-7B-Instruct'; model\.path"):
+        load_model_for_eval(ModelConfig(path=None, checkpoint=str(qwen7b)))  # the evaluator's route
     expected_model = hand_applied(tiny_qwen_dir, qwen7b, qwen_new_name)
     expected = expected_model.embed(TEXTS, _images(tiny_images))
     adapter = EmbeddingModel.from_pretrained(qwen7b, path=str(tiny_qwen_dir))  # the default: the adapter
@@ -133,6 +135,9 @@ def test_qwen2vl_7b_root_opens_as_adapter_or_as_its_merged_old_name_shards(
     assert {qwen_new_name(k) for k in shards} == set(params)
     for old, tensor in shards.items():
         assert torch.equal(params[qwen_new_name(old)], tensor.float()), old
+    evaluated = load_model_for_eval(ModelConfig(path=str(qwen7b)))  # --model.path=<7B root>: its weights
+    assert not evaluated.is_lora
+    assert all(torch.equal(params[k], v) for k, v in evaluated.encoder.state_dict().items())
     # the shards hold base + adapter merged, to bf16 precision
     for name, value in expected_model.encoder.state_dict().items():
         torch.testing.assert_close(params[name], value, rtol=2**-7, atol=1e-6)
@@ -198,3 +203,31 @@ def test_a_400_token_text_is_not_truncated_at_inference(tmp_path, tiny_qwen_dir,
     assert EmbeddingModel.from_pretrained(saved).cfg.max_length is None
     save_config(Config(), tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml").model.max_length is None
+
+
+class _Touch:
+    """Unpickling this runs code (creates a file): a `weights_only` reader must refuse it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_bin_files_are_read_with_weights_only(tmp_path, tiny_qwen_dir, qwen2b, qwen7b):
+    marker = tmp_path / "code_ran"
+    adapter = shutil.copytree(qwen2b, tmp_path / "adapter")
+    tensors = torch.load(adapter / "adapter_model.bin", weights_only=True)
+    torch.save({**tensors, "payload": _Touch(marker)}, adapter / "adapter_model.bin")
+    with pytest.raises(
+        ModelLoadError, match=r"adapter_model\.bin: not a tensor file readable with weights_only"
+    ):
+        EmbeddingModel.from_pretrained(adapter, path=str(tiny_qwen_dir))
+    assert not marker.exists()
+    root = shutil.copytree(qwen7b, tmp_path / "root")
+    shard = root / "pytorch_model-00002-of-00004.bin"
+    torch.save({**torch.load(shard, weights_only=True), "payload": _Touch(marker)}, shard)
+    with pytest.raises(ModelLoadError, match=r"a \.bin file holds more than tensors"):
+        EmbeddingModel.from_pretrained(root, weights="full")
+    assert not marker.exists()

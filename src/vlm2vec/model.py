@@ -89,6 +89,11 @@ class EmbeddingModel(nn.Module):
         official layout (used instead of the base weights). The model comes back in eval mode, as
         transformers' ``from_pretrained`` returns it; training calls ``.train()`` itself.
         """
+        if cfg.checkpoint and has_adapter(cfg.checkpoint) and not (cfg.path and Path(cfg.path).is_dir()):
+            raise ModelLoadError(
+                f"model.checkpoint {cfg.checkpoint} is a PEFT adapter over {adapter_base(cfg.checkpoint)!r}; "
+                f"model.path ({cfg.path!r}) must be a local copy of that base"
+            )
         if not cfg.path:
             raise ValueError("model.path must name a local model folder (no hub downloads)")
         if not Path(cfg.path).is_dir():

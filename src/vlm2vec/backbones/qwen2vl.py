@@ -14,6 +14,7 @@ same hidden states and no state is carried between calls (the HF model caches ``
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerB
 
 from ..checkpoints import check_loading_info, without_adapter_files
 from ..config import ModelConfig
+from ..errors import ModelLoadError
 from . import register_backbone
 from .base import (
     MMEB_IMAGE_PLACEHOLDER,
@@ -199,12 +201,16 @@ class _QwenVLBase(Backbone):
         weights is ignored here (see `EmbeddingModel.from_pretrained`), and any key that does not match
         is an error naming it."""
         with without_adapter_files(path) as weights:
-            model, info = self._model_class().from_pretrained(
-                str(weights),
-                dtype=torch_dtype(cfg.dtype),
-                attn_implementation=cfg.attn_implementation,
-                output_loading_info=True,
-            )
+            try:
+                model, info = self._model_class().from_pretrained(
+                    str(weights),
+                    dtype=torch_dtype(cfg.dtype),
+                    attn_implementation=cfg.attn_implementation,
+                    weights_only=True,  # .bin shards: tensors only, no code runs
+                    output_loading_info=True,
+                )
+            except pickle.UnpicklingError as exc:
+                raise ModelLoadError(f"{path}: a .bin file holds more than tensors ({exc})") from exc
         check_loading_info(info, path, ignore=lambda key: False)
         return self._finish(model, cfg).eval()
 
