@@ -174,6 +174,16 @@ def test_adapter_model_opens_in_eval_mode_and_identical_calls_are_bit_identical(
         assert torch.equal(first, model(qry=inputs)["qry_reps"])
 
 
+def test_a_released_adapter_uses_its_bases_processor_as_the_reference(tmp_path, tiny_qwen_dir, qwen2b):
+    folder = shutil.copytree(qwen2b, tmp_path / "release")
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    base_max = settings["size"]["longest_edge"]
+    settings["size"]["longest_edge"] = base_max * 4
+    (folder / "preprocessor_config.json").write_text(json.dumps(settings))
+    model = EmbeddingModel.from_pretrained(folder, path=str(tiny_qwen_dir))
+    assert model.processor.image_processor.size["longest_edge"] == base_max
+
+
 def test_embed_restores_every_submodules_own_mode(tiny_qwen_dir, qwen2b, tiny_images):
     model = EmbeddingModel.from_pretrained(qwen2b, path=str(tiny_qwen_dir)).train()
     model.encoder.get_base_model().model.visual.eval()  # a mixed state: must come back as it was

@@ -53,10 +53,16 @@ def move_batch(
 
 
 def load_processor(cfg: ModelConfig) -> Any:
-    """The backbone processor for a model config (reads tokenizer and image settings from `cfg.path`)."""
+    """The backbone processor for a model config (reads tokenizer and image settings from `cfg.path`).
+
+    A checkpoint we saved (it holds `vlm2vec.json`) brings its own processor files; a released adapter's
+    copies are not used: the reference builds the processor from the base model (so the base's
+    `preprocessor_config.json` limits apply).
+    """
     name = cfg.backbone or detect_backbone(cfg.path)
     path = cfg.path
-    if cfg.checkpoint and _has_processor_files(Path(cfg.checkpoint)):  # released adapters ship them
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
+    if ckpt is not None and (ckpt / META_FILE).is_file() and _has_processor_files(ckpt):
         path = cfg.checkpoint
     return get_backbone(name).load_processor(str(path), cfg)
 
