@@ -76,7 +76,7 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = da
 class ModelConfig:
     """Which backbone, which weights, how to pool, and how to adapt (LoRA)."""
 
-    backbone: str = opt("qwen2_vl", "registry key: qwen2_vl, qwen2_5_vl, phi3_v")
+    backbone: str = opt("", "registry key: qwen2_vl, qwen2_5_vl, phi3_v; empty: detect from config.json")
     path: str | None = opt(None, "local folder of the base model (official layout)")
     checkpoint: str | None = opt(
         None, "our saved model or a PEFT adapter folder, loaded on top of model.path"
@@ -85,7 +85,10 @@ class ModelConfig:
     attn_implementation: str = opt("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
     normalize: bool = opt(True, "L2-normalise the pooled representation")
     temperature: float = opt(0.02, "InfoNCE temperature (logits = similarity / temperature)")
-    max_length: int = opt(256, "text tokens per item; image tokens are never truncated")
+    max_length: int | None = opt(
+        None,
+        "text tokens per item (null: no truncation, as the reference at inference); image tokens are never cut",
+    )
     prompt_format: str = opt("vlm2vec", "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native")
     num_crops: int = opt(4, "Phi-3.5-V HD transform: maximum number of 336px crops per image")
     max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image")

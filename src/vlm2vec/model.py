@@ -23,7 +23,9 @@ from torch import nn
 
 from .backbones import Backbone, detect_backbone, get_backbone
 from .backbones.base import ImagesInput, TextInput, normalize_batch
+from .checkpoints import adapter_base, has_adapter, has_full_weights, load_adapter
 from .config import ModelConfig, from_dict
+from .errors import ModelLoadError
 from .files import replace_dir
 
 #: file that marks a folder saved by `EmbeddingModel.save_pretrained`
@@ -51,10 +53,16 @@ def move_batch(
 
 
 def load_processor(cfg: ModelConfig) -> Any:
-    """The backbone processor for a model config (reads tokenizer and image settings from `cfg.path`)."""
+    """The backbone processor for a model config (reads tokenizer and image settings from `cfg.path`).
+
+    A checkpoint we saved (it holds `vlm2vec.json`) brings its own processor files; a released adapter's
+    copies are not used: the reference builds the processor from the base model (so the base's
+    `preprocessor_config.json` limits apply).
+    """
     name = cfg.backbone or detect_backbone(cfg.path)
     path = cfg.path
-    if cfg.checkpoint and _has_processor_files(Path(cfg.checkpoint)):
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
+    if ckpt is not None and (ckpt / META_FILE).is_file() and _has_processor_files(ckpt):
         path = cfg.checkpoint
     return get_backbone(name).load_processor(str(path), cfg)
 
@@ -63,8 +71,8 @@ def _has_processor_files(folder: Path) -> bool:
     return any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
-def _is_adapter(folder: Path) -> bool:
-    return (folder / "adapter_config.json").is_file()
+#: what `from_pretrained(weights=...)` accepts for a folder that holds an adapter and full weights
+WEIGHTS_CHOICES = ("adapter", "full")
 
 
 class EmbeddingModel(nn.Module):
@@ -82,56 +90,79 @@ class EmbeddingModel(nn.Module):
     def from_config(cls, cfg: ModelConfig) -> EmbeddingModel:
         """Load the base model from ``cfg.path``; add LoRA if ``cfg.lora``; load ``cfg.checkpoint``.
 
-        ``cfg.checkpoint`` may be a PEFT adapter folder (applied over the base) or a full model folder
-        in the backbone's official layout (used instead of the base weights).
+        ``cfg.checkpoint`` may be a PEFT adapter folder (applied over the base; a folder holding an
+        adapter *and* full weights counts as the adapter here) or a full model folder in the backbone's
+        official layout (used instead of the base weights). The model comes back in eval mode, as
+        transformers' ``from_pretrained`` returns it; training calls ``.train()`` itself.
         """
+        if cfg.checkpoint and has_adapter(cfg.checkpoint) and not (cfg.path and Path(cfg.path).is_dir()):
+            raise ModelLoadError(
+                f"model.checkpoint {cfg.checkpoint} is a PEFT adapter over {adapter_base(cfg.checkpoint)!r}; "
+                f"model.path ({cfg.path!r}) must be a local copy of that base"
+            )
         if not cfg.path:
             raise ValueError("model.path must name a local model folder (no hub downloads)")
         if not Path(cfg.path).is_dir():
             raise FileNotFoundError(f"model.path {cfg.path!r} is not a folder")
         name = cfg.backbone or detect_backbone(cfg.path)
+        if name != cfg.backbone:
+            cfg = replace(cfg, backbone=name)
         backbone = get_backbone(name)
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
         if ckpt is not None and not ckpt.is_dir():
             raise FileNotFoundError(f"model.checkpoint {cfg.checkpoint!r} is not a folder")
-        weights = str(ckpt) if ckpt is not None and not _is_adapter(ckpt) else cfg.path
+        adapter = ckpt is not None and has_adapter(ckpt)
+        weights = str(ckpt) if ckpt is not None and not adapter else cfg.path
         encoder = backbone.load_model(weights, cfg)
-        if ckpt is not None and _is_adapter(ckpt):
-            from peft import PeftModel
-
-            encoder = PeftModel.from_pretrained(encoder, str(ckpt), is_trainable=cfg.lora)
+        if adapter:
+            encoder = load_adapter(encoder, ckpt, trainable=cfg.lora)
         elif cfg.lora:
             encoder = apply_lora(backbone, encoder, cfg)
-        return cls(backbone, encoder, load_processor(cfg), cfg)
+        return cls(backbone, encoder, load_processor(cfg), cfg).eval()
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, **overrides: Any) -> EmbeddingModel:
-        """Open a folder written by ``save_pretrained`` (full, merged or adapter) or a base model folder.
+    def from_pretrained(
+        cls, folder: str | os.PathLike, *, weights: str | None = None, **overrides: Any
+    ) -> EmbeddingModel:
+        """Open a model folder: one written by ``save_pretrained`` (full, merged or adapter), a released
+        PEFT adapter (its base given as ``path=``), or a model folder in the official layout.
 
-        Keyword arguments override fields of the stored ModelConfig (e.g. ``dtype="bfloat16"``).
+        A folder holding both an adapter and full weights (VLM2Vec-Qwen2VL-7B) opens as the adapter over
+        ``path=`` by default, as the reference evaluates it; ``weights="full"`` opens its merged weights
+        instead. Keyword arguments override fields of the ModelConfig (e.g. ``dtype="bfloat16"``).
         """
         folder = Path(folder)
+        if weights is not None and weights not in WEIGHTS_CHOICES:
+            raise ModelLoadError(f"weights must be one of {WEIGHTS_CHOICES} or None, got {weights!r}")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is not a folder")
+        adapter, full = has_adapter(folder), has_full_weights(folder)
+        if weights == "adapter" and not adapter:
+            raise ModelLoadError(f"{folder}: weights='adapter' but the folder holds no adapter_config.json")
+        if weights == "full" and not full:
+            raise ModelLoadError(
+                f"{folder}: weights='full' but the folder holds no config.json + model weights"
+            )
+        use_adapter = adapter and weights != "full"
         meta_file = folder / META_FILE
-        if meta_file.is_file():
-            meta = json.loads(meta_file.read_text())
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+        if meta is not None:
             cfg = from_dict(ModelConfig, meta["model"], prefix="model")
             if meta.get("kind") == "adapter":
-                if not cfg.path or not Path(cfg.path).is_dir():
-                    raise FileNotFoundError(
-                        f"{folder} is a LoRA adapter over base model {cfg.path!r}, which is not a folder here; "
-                        "pass path=<local base folder>"
-                    )
                 cfg = replace(cfg, checkpoint=str(folder))
             else:
                 cfg = replace(cfg, path=str(folder), checkpoint=None, lora=False)
-        elif _is_adapter(folder):
-            base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
-            cfg = ModelConfig(backbone="", path=base, checkpoint=str(folder))
+        elif use_adapter:
+            cfg = ModelConfig(path=adapter_base(folder), checkpoint=str(folder))
         else:
-            cfg = ModelConfig(backbone=detect_backbone(folder), path=str(folder))
+            cfg = ModelConfig(path=str(folder))
         cfg = replace(cfg, **overrides)
-        if not cfg.backbone:
-            cfg = replace(cfg, backbone=detect_backbone(cfg.path))
+        if cfg.checkpoint and (not cfg.path or not Path(cfg.path).is_dir()):
+            hint = ", or weights='full' to open the merged weights beside it" if full else ""
+            raise ModelLoadError(
+                f"{folder} is a PEFT adapter over base model {cfg.path!r}, which is not a local folder; "
+                f"pass path=<local copy of {cfg.path}>{hint}"
+            )
         return cls.from_config(cfg)
 
     # -------------------------------------------------------------------------------------- encode
@@ -173,7 +204,7 @@ class EmbeddingModel(nn.Module):
     def embed(self, texts: TextInput, images: ImagesInput = None, batch_size: int = 8) -> torch.Tensor:
         """Embed raw items (texts with `<|image_k|>` placeholders + PIL images) in eval mode."""
         all_texts, all_images = normalize_batch(texts, images)
-        was_training = self.training
+        modes = [(module, module.training) for module in self.modules()]  # each submodule's own mode
         self.eval()
         out = []
         try:
@@ -182,7 +213,8 @@ class EmbeddingModel(nn.Module):
                 batch = move_batch(batch, self.device)
                 out.append(self.encode(batch).float().cpu())
         finally:
-            self.train(was_training)
+            for module, training in modes:
+                module.training = training
         return torch.cat(out)
 
     # ---------------------------------------------------------------------------------------- save

@@ -24,6 +24,7 @@ from accelerate import init_empty_weights
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerFast
 
+from ..errors import ModelLoadError
 from . import register_backbone
 from .base import Backbone, torch_dtype, unwrap_peft
 from .phi3v_model import VIT_L_14_336, Phi3VConfig, Phi3VForCausalLM
@@ -129,7 +130,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype) -
         del shard
     missing = [name for name, p in model.named_parameters() if p.is_meta]
     if unexpected or missing:
-        raise ValueError(
+        raise ModelLoadError(
             f"{path}: weights do not match the Phi-3.5-V layout; "
             f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
             f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}"

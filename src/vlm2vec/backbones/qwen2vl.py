@@ -14,13 +14,16 @@ same hidden states and no state is carried between calls (the HF model caches ``
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
+from ..checkpoints import check_loading_info, without_adapter_files
 from ..config import ModelConfig
+from ..errors import ModelLoadError
 from . import register_backbone
 from .base import (
     MMEB_IMAGE_PLACEHOLDER,
@@ -193,10 +196,23 @@ class _QwenVLBase(Backbone):
         return model
 
     def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:
-        model = self._model_class().from_pretrained(
-            path, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
-        )
-        return self._finish(model, cfg)
+        """transformers' own loading (safetensors or ``pytorch_model-*.bin`` shards, read with
+        ``weights_only``, old 4.4x key names renamed by its registered rules); an adapter beside the
+        weights is ignored here (see `EmbeddingModel.from_pretrained`), and any key that does not match
+        is an error naming it."""
+        with without_adapter_files(path) as weights:
+            try:
+                model, info = self._model_class().from_pretrained(
+                    str(weights),
+                    dtype=torch_dtype(cfg.dtype),
+                    attn_implementation=cfg.attn_implementation,
+                    weights_only=True,  # .bin shards: tensors only, no code runs
+                    output_loading_info=True,
+                )
+            except pickle.UnpicklingError as exc:
+                raise ModelLoadError(f"{path}: a .bin file holds more than tensors ({exc})") from exc
+        check_loading_info(info, path, ignore=lambda key: False)
+        return self._finish(model, cfg).eval()
 
     def model_from_config(self, hf_config: Any, cfg: ModelConfig) -> torch.nn.Module:
         hf_config._attn_implementation = cfg.attn_implementation
