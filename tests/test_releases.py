@@ -87,7 +87,7 @@ def test_qwen2vl_adapter_with_old_key_names_equals_the_hand_applied_adapter(
     opened = EmbeddingModel.from_pretrained(qwen2b, path=str(tiny_qwen_dir))
     torch.testing.assert_close(opened.embed(TEXTS, _images(tiny_images)), expected, atol=1e-5, rtol=0)
     # the evaluator's route: --model.path=<base> --model.checkpoint=<release>
-    evaluated = load_model_for_eval(ModelConfig(path=str(tiny_qwen_dir), checkpoint=str(qwen2b)))
+    evaluated, _ = load_model_for_eval(ModelConfig(path=str(tiny_qwen_dir), checkpoint=str(qwen2b)))
     torch.testing.assert_close(evaluated.embed(TEXTS, _images(tiny_images)), expected, atol=1e-5, rtol=0)
 
 
@@ -135,7 +135,7 @@ def test_qwen2vl_7b_root_opens_as_adapter_or_as_its_merged_old_name_shards(
     assert {qwen_new_name(k) for k in shards} == set(params)
     for old, tensor in shards.items():
         assert torch.equal(params[qwen_new_name(old)], tensor.float()), old
-    evaluated = load_model_for_eval(ModelConfig(path=str(qwen7b)))  # --model.path=<7B root>: its weights
+    evaluated, _ = load_model_for_eval(ModelConfig(path=str(qwen7b)))  # --model.path=<7B root>: its weights
     assert not evaluated.is_lora
     assert all(torch.equal(params[k], v) for k, v in evaluated.encoder.state_dict().items())
     # the shards hold base + adapter merged, to bf16 precision
