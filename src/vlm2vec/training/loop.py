@@ -39,7 +39,14 @@ from .checkpoint import (
 )
 from .engine import build_accelerator, deepspeed_float_dtype, zero_stage
 from .logging import MetricsLogger
-from .optim import build_optimizer, build_scheduler, lr_lambda, param_groups, trainable_parameters
+from .optim import (
+    build_optimizer,
+    build_scheduler,
+    lr_lambda,
+    parameter_counts,
+    param_groups,
+    trainable_parameters,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -263,8 +270,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         resume_step=start_step if resume_from is not None else None,
     )
     if main:
-        n_trainable = sum(p.numel() for p in trainable_parameters(unwrapped))
-        n_total = sum(p.numel() for p in unwrapped.parameters())
+        n_trainable, n_total = parameter_counts(unwrapped)  # real sizes under ZeRO-3 too
         logger.info(
             "training %s: %d processes x %d = global batch %d, %d steps (%.2f epochs), %d of %d params trainable, %s",
             cfg.model.backbone,
