@@ -28,11 +28,11 @@ from .base import (
     ImagesInput,
     TextInput,
     check_placeholders,
+    embed_with_images,
     normalize_batch,
     padded_positions,
     to_rgb,
     torch_dtype,
-    embed_with_images,
     unwrap_peft,
 )
 

@@ -43,8 +43,8 @@ from .optim import (
     build_optimizer,
     build_scheduler,
     lr_lambda,
-    parameter_counts,
     param_groups,
+    parameter_counts,
     trainable_parameters,
 )
 
