@@ -115,7 +115,7 @@ def embed_with_images(
     model: torch.nn.Module,
     vision: torch.nn.Module,
     image_args: tuple | None,
-    dummy_args: Callable[[], tuple],
+    dummy_args: Callable[[torch.Tensor], tuple],
     place: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     select: Callable[[Any], torch.Tensor] = lambda out: out,
 ) -> torch.Tensor:
@@ -130,13 +130,13 @@ def embed_with_images(
     first (`embed_tokens()`), then exactly one call of `vision` whose output, after `select`, is one
     tensor of all image tokens of the batch in order: on the real images (`image_args`, None for a
     text-only batch) or, when `vision_dummy_needed`, on the smallest image it accepts
-    (`dummy_args()`), whose features times zero join the embeddings where real features would
+    (`dummy_args(embeds)`), whose features times zero join the embeddings where real features would
     (`place(embeds, features)` writes the real ones). `vlm2vec.testing.module_trace` checks the rule.
     """
     embeds = embed_tokens()
     if image_args is None and not vision_dummy_needed(model, vision):
         return embeds
-    features = select(vision(*(image_args if image_args is not None else dummy_args())))
+    features = select(vision(*(image_args if image_args is not None else dummy_args(embeds))))
     if not isinstance(features, torch.Tensor):
         raise TypeError(
             f"{type(vision).__name__} must return one tensor of image tokens (not one per image), "

@@ -287,7 +287,7 @@ class Phi3VModel(Phi3Model):
             self,
             vision,
             (pixel_values, image_sizes) if has_images else None,
-            lambda: vision.dummy_inputs(self.embed_tokens.weight),
+            vision.dummy_inputs,
             place,
         )
 

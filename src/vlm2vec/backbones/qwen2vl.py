@@ -253,7 +253,7 @@ def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
     pixels = inputs.get("pixel_values")
     image_args = None if pixels is None else (pixels.type(visual.dtype), inputs["image_grid_thw"])
 
-    def dummy() -> tuple:
+    def dummy(embeds: torch.Tensor) -> tuple:
         # the smallest image the tower accepts: one merged token of zero pixels
         vcfg = inner.config.vision_config
         merge = vcfg.spatial_merge_size

@@ -43,24 +43,35 @@ def _count_tensors(value: Any) -> int:
 
 
 def module_trace(module: torch.nn.Module, run: Callable[[], Any]) -> list[tuple[str, int]]:
-    """(name, tensors returned) of every call of `module`'s submodules during `run()`, in call order.
+    """(name, tensors returned) of every call of `module`'s submodules during `run()`, in the order the
+    calls start (a module enclosing others comes before them).
 
     DeepSpeed ZeRO-3 all-gathers a module's parameters when it is called and registers one backward
     fetch per tensor the module returns; each rank records that trace and replays it, so two ranks
     whose batches give different traces fall out of step (a hang, or "disagreement on list contents").
     """
     names = {id(m): n or "<root>" for n, m in module.named_modules()}
-    trace: list[tuple[str, int]] = []
+    trace: list[list] = []
+    open_calls: list[int] = []
+
+    def enter(m: torch.nn.Module, _args: Any) -> None:
+        open_calls.append(len(trace))
+        trace.append([names[id(m)], -1])
+
+    def leave(_m: torch.nn.Module, _args: Any, out: Any) -> None:
+        trace[open_calls.pop()][1] = _count_tensors(out)
+
     handles = [
-        m.register_forward_hook(lambda m, _args, out: trace.append((names[id(m)], _count_tensors(out))))
+        h
         for m in module.modules()
+        for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))
     ]
     try:
         run()
     finally:
         for handle in handles:
             handle.remove()
-    return trace
+    return [(name, count) for name, count in trace]
 
 
 def assert_same_module_trace(
