@@ -38,6 +38,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .engine import build_accelerator, deepspeed_float_dtype, zero_stage
+from .export import zero3_export
 from .logging import MetricsLogger
 from .optim import (
     build_optimizer,
@@ -393,9 +394,7 @@ def export_model(accelerator, model: torch.nn.Module, output_dir: Path, *, merge
     unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
     gather: contextlib.AbstractContextManager = contextlib.nullcontext()
     if zero_stage(accelerator) == 3:
-        import deepspeed
-
-        gather = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
+        gather = zero3_export(unwrapped)  # gathered weights, official key names
     final = output_dir / "final"
     with gather:
         if accelerator.is_main_process:
