@@ -52,7 +52,7 @@ def test_image_and_text_only_batches_record_the_same_module_trace(folders, backb
     proc = model.processor
 
     def run(texts, images=None):
-        return lambda: model.encode(proc(texts, images)).sum().backward()
+        return lambda: model.encode(proc(texts, images))
 
     trace = assert_same_module_trace(
         model,
