@@ -22,11 +22,13 @@ def reference_loss(q, t, negs=None, temp=TEMP, tgt_keys=None, neg_keys=None, qry
     def dot(a, b):
         return sum(a[h] * b[h] for h in range(len(a)))
 
-    def nll(anchor_i, anchors, cands, cand_keys_of_positive, cand_keys):
+    def nll(anchor_i, anchors, cands, cand_keys_of_positive, cand_keys, extra=lambda j: False):
         terms = []
         for j, cand in enumerate(cands):
             if j != anchor_i and cand_keys is not None and cand_keys[j] == cand_keys_of_positive:
                 continue  # a false negative: same content as the positive
+            if j != anchor_i and extra(j):
+                continue
             terms.append(dot(anchors[anchor_i], cand) / temp)
         pos = dot(anchors[anchor_i], cands[anchor_i]) / temp
         top = max(terms)
@@ -44,7 +46,11 @@ def reference_loss(q, t, negs=None, temp=TEMP, tgt_keys=None, neg_keys=None, qry
     if symmetric:
         backward_total = 0.0
         for j in range(n):
-            backward_total = backward_total + nll(j, t, list(q), qry_keys[j] if qry_keys else None, qry_keys)
+            # target j: skip query i whose own target has j's content, or that duplicates query j
+            same_target = (lambda i, j=j: tgt_keys[i] == tgt_keys[j]) if tgt_keys else (lambda i: False)
+            backward_total = backward_total + nll(
+                j, t, list(q), qry_keys[j] if qry_keys else None, qry_keys, extra=same_target
+            )
         loss = (loss + backward_total / n) / 2
     return loss
 
@@ -116,8 +122,18 @@ def test_masking_without_keys_raises_value_error():
     q, t = reps(3), reps(3, seed=1)
     with pytest.raises(ValueError, match="tgt_keys"):
         ContrastiveLoss(mask_false_negatives=True)(q, t)
-    with pytest.raises(ValueError, match="qry_keys"):
-        ContrastiveLoss(mask_false_negatives=True, symmetric=True)(q, t, tgt_keys=[1, 2, 3])
+
+
+def test_symmetric_term_masks_queries_whose_target_duplicates_the_anchor_target():
+    """Classification: targets "cat" (rows 0, 2) must not be asked to prefer their own query over the
+    other "cat" query; distinct queries (no qry_keys) still leave that mask in place."""
+    q, t = reps(4, seed=20), reps(4, seed=21)
+    tk = ["cat", "dog", "cat", "fox"]
+    ours = ContrastiveLoss(TEMP, mask_false_negatives=True, symmetric=True)(q, t, tgt_keys=tk)
+    check_value_and_grads(ours, reference_loss(q, t, tgt_keys=tk, symmetric=True), [q, t])
+    qk = ["a", "b", "c", "d"]  # distinct queries add no mask: the target keys alone decide
+    with_qk = ContrastiveLoss(TEMP, mask_false_negatives=True, symmetric=True)(q, t, qry_keys=qk, tgt_keys=tk)
+    assert with_qk.item() == pytest.approx(ours.item(), rel=1e-6)
 
 
 def test_loss_under_bf16_autocast_is_computed_in_fp32():

@@ -11,6 +11,7 @@ its features (times zero) to the input embeddings, where real image features go.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,14 @@ from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
 ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH, STEPS = 8, 3
 ZERO2 = ROOT / "configs" / "deepspeed" / "zero2.json"  # the shipped config, "auto" entries filled by us
+ZERO3 = ROOT / "configs" / "deepspeed" / "zero3.json"
 
 
-def _launch(nproc: int, config: Path, *extra: str) -> None:
-    launch(
+def _launch(nproc: int, config: Path, *extra: str) -> str:
+    proc = launch(
         ROOT / "train.py", "--config", str(config), *extra, nproc=nproc if nproc > 1 else None, timeout=600
     )
+    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +72,13 @@ def setup(tmp_path_factory, tiny_qwen_dir):
             data=DataConfig(mmeb_train_dir=str(data_dir), per_source_batches=per_source),
             train=train,
         )
-        _launch(nproc, save_config(cfg, root / f"{name}.yaml"))
+        run.logs[name] = _launch(nproc, save_config(cfg, root / f"{name}.yaml"))
         out = root / name
         metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         done[name] = metrics, load_file(out / "final" / "model.safetensors")
         return done[name]
 
+    run.logs = {}  # launch output by run name
     return run, root
 
 
@@ -136,3 +140,18 @@ def test_two_process_deepspeed_zero2_per_source_batches_matches_one_process(setu
     run, _ = setup
     single = run("single_per_source", 1, per_source=True)
     _assert_same_run(single, run("zero2", 2, per_source=True, deepspeed_config=str(ZERO2)))
+
+
+@pytest.mark.slow
+def test_two_process_deepspeed_zero3_matches_one_process_and_exports_the_same_folder(setup):
+    """train.py under ZeRO-3 (configs/deepspeed/zero3.json) on mixed batches: the losses and final
+    weights of one process, and an exported folder with the same files and keys (official layout)."""
+    run, root = setup
+    single = run("single", 1)
+    zero3 = run("zero3_mixed", 2, deepspeed_config=str(ZERO3))
+    assert _chunks_differing_in_modality(root / "zero3_mixed.yaml") > 0
+    _assert_same_run(single, zero3)
+    files = {p.name for p in (root / "single" / "final").iterdir()}
+    assert {p.name for p in (root / "zero3_mixed" / "final").iterdir()} == files
+    counts = [re.findall(r"(\d+) of (\d+) params trainable", run.logs[n]) for n in ("single", "zero3_mixed")]
+    assert counts[0] and counts[1] == counts[0] and counts[0][0][0] != "0"  # real sizes under ZeRO-3

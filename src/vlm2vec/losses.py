@@ -73,10 +73,13 @@ class ContrastiveLoss:
             (fewer negatives, and no world_size gradient scaling).
         mask_false_negatives: for query i, drop (set to -inf) every in-batch target or hard negative whose
             content key equals the key of i's own positive, except the positive itself. Needs
-            `tgt_keys` (and `neg_keys` to mask hard negatives; `qry_keys` for the symmetric term). Cost:
+            `tgt_keys` (and `neg_keys` to mask hard negatives; `qry_keys` to also mask duplicate queries in
+            the symmetric term). Cost:
             an N x (N + M) boolean mask and the int64 key gather.
         symmetric: add the target -> query InfoNCE term (targets pick their query among all queries)
-            and average the two. Cost: a second N x N logit matrix.
+            and average the two. With masking, target j's softmax drops every other query whose
+            positive has j's content key (as in the forward term) and, given `qry_keys`, every
+            duplicate of query j. Cost: a second N x N logit matrix.
     """
 
     def __init__(
@@ -146,10 +149,13 @@ class ContrastiveLoss:
             if self.symmetric:
                 logits_t = t @ q.T / self.temperature
                 if self.mask_false_negatives:
-                    if qry_keys is None:
-                        raise ValueError("mask_false_negatives=True with symmetric=True needs qry_keys")
-                    qk = gather_key(as_keys(qry_keys, device))
-                    logits_t = logits_t.masked_fill(_same_key_mask(qk, qk), float("-inf"))
+                    # target j: query i is a false negative when its positive is j's content (the
+                    # forward mask, transposed), or when it duplicates query j (with qry_keys)
+                    mask_t = _same_key_mask(tk, tk)
+                    if qry_keys is not None:
+                        qk = gather_key(as_keys(qry_keys, device))
+                        mask_t |= _same_key_mask(qk, qk)
+                    logits_t = logits_t.masked_fill(mask_t, float("-inf"))
                 loss = (loss + F.cross_entropy(logits_t, labels)) / 2
 
         # Only the local shard carries gradient; DDP / DeepSpeed average over ranks: undo the average.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -110,8 +110,51 @@ def vision_dummy_needed(model: torch.nn.Module, vision: torch.nn.Module) -> bool
     return any(p.requires_grad or hasattr(p, "ds_id") for p in vision.parameters())
 
 
+def embed_with_images(
+    embed_tokens: Callable[[], torch.Tensor],
+    model: torch.nn.Module,
+    vision: torch.nn.Module,
+    image_args: tuple | None,
+    dummy_args: Callable[[torch.Tensor], tuple],
+    place: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    select: Callable[[Any], torch.Tensor] = lambda out: out,
+) -> torch.Tensor:
+    """Input embeddings with image features in place: the one vision path every backbone goes through.
+
+    The lockstep rule of the backbone interface: a training forward runs the same modules in the same
+    order, and each module returns the same number of tensors, whatever images the batch holds (none,
+    one, several per row). DeepSpeed ZeRO-3 fetches a module's partitioned parameters with a
+    collective when it runs and once more in backward for every tensor it returned, so two ranks whose
+    chunks differ in images must record identical traces; DDP and ZeRO-2 need every trainable vision
+    parameter to get its gradient at the same point of every backward. Hence always: token embeddings
+    first (`embed_tokens()`), then exactly one call of `vision` whose output, after `select`, is one
+    tensor of all image tokens of the batch in order: on the real images (`image_args`, None for a
+    text-only batch) or, when `vision_dummy_needed`, on the smallest image it accepts
+    (`dummy_args(embeds)`), whose features times zero join the embeddings where real features would
+    (`place(embeds, features)` writes the real ones). `vlm2vec.testing.module_trace` checks the rule.
+    """
+    embeds = embed_tokens()
+    if image_args is None and not vision_dummy_needed(model, vision):
+        return embeds
+    features = select(vision(*(image_args if image_args is not None else dummy_args(embeds))))
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(
+            f"{type(vision).__name__} must return one tensor of image tokens (not one per image), "
+            f"got {type(features).__name__}"
+        )
+    if image_args is None:
+        return embeds + (features.to(embeds.dtype) * 0.0).sum()
+    return place(embeds, features.to(embeds.dtype))
+
+
 class Backbone(ABC):
-    """A model family. Instances are stateless helpers; the weights live in the nn.Module they build."""
+    """A model family. Instances are stateless helpers; the weights live in the nn.Module they build.
+
+    Lockstep contract (what distributed training relies on): `last_hidden_state` in training mode runs
+    the same module sequence, with the same number of outputs per module, for any mix of images in the
+    batch. Build the input embeddings with `embed_with_images`; check a new backbone with
+    `vlm2vec.testing.module_trace` (the shared backbone tests do).
+    """
 
     #: registry key, also written to saved folders
     name: ClassVar[str]

@@ -29,7 +29,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.phi3.modeling_phi3 import Phi3PreTrainedModel
 
-from .base import padded_positions, vision_dummy_needed
+from .base import embed_with_images, padded_positions
 
 #: CLIP ViT-L/14 at 336 px: the vision tower implied by the official config (which has no vision section)
 VIT_L_14_336: dict[str, Any] = {
@@ -202,33 +202,45 @@ class Phi3VImageEmbedding(nn.Module):
         glb = self.glb_GN.reshape(1, -1).to(merged.dtype)
         return torch.cat([self.with_row_separators(tiles), glb, self.with_row_separators(merged[0])], dim=0)
 
-    def forward(self, pixel_values: torch.Tensor, image_sizes: torch.Tensor) -> list[list[torch.Tensor]]:
-        """Per row, the projected tokens [N_k, hidden] of each of its images (zero-size entries skipped).
+    def image_layout(self, image_sizes: torch.Tensor) -> list[tuple[int, int, int, int, int]]:
+        """(row, image number k from 1, slot in `pixel_values`, h_c, w_c) of every real image, in batch
+        order (zero-size slots skipped)."""
+        layout = []
+        for b, row in enumerate(image_sizes.tolist()):
+            real = [(slot, h, w) for slot, (h, w) in enumerate(row) if h > 0 and w > 0]
+            for k, (slot, height, width) in enumerate(real, start=1):
+                layout.append((b, k, slot, height // self.crop_size, width // self.crop_size))
+        return layout
+
+    def num_tokens(self, h_c: int, w_c: int) -> int:
+        """Image tokens of an image cut into h_c x w_c tiles: tiles and thumbnail with row separators, glb_GN."""
+        m = self.grid // 2
+        return h_c * m * (w_c * m + 1) + 1 + m * (m + 1)
+
+    def forward(self, pixel_values: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+        """The projected tokens [sum of N_k, hidden] of all real images, image after image in batch order
+        (`image_layout`): one tensor whatever the image count, so every rank's backward sees the same
+        number of outputs of this module (ZeRO-3 fetches its parameters once per output tensor).
 
         CLIP runs once over the real crops of the whole batch; the zero crops that pad an image to
         `num_crops + 1`, and absent images, are never encoded.
         """
-        sizes = image_sizes.tolist()
-        crops, layout = [], []
-        for b, row in enumerate(sizes):
-            for m, (height, width) in enumerate(row):
-                if height <= 0 or width <= 0:
-                    continue
-                h_c, w_c = height // self.crop_size, width // self.crop_size
-                crops.append(pixel_values[b, m, : 1 + h_c * w_c])
-                layout.append((b, h_c, w_c))
-        out: list[list[torch.Tensor]] = [[] for _ in sizes]
-        if not crops:
-            return out
+        layout = self.image_layout(image_sizes)
+        if not layout:
+            raise ValueError("image_sizes holds no real image")
+        crops = [pixel_values[b, slot, : 1 + h_c * w_c] for b, _, slot, h_c, w_c in layout]
         merged = self.merge_2x2(self.crop_features(torch.cat(crops)))
         tokens, start = [], 0
-        for _, h_c, w_c in layout:
+        for *_, h_c, w_c in layout:
             tokens.append(self.image_tokens(merged[start : start + 1 + h_c * w_c], h_c, w_c))
             start += 1 + h_c * w_c
-        projected = self.img_projection(torch.cat(tokens)).split([t.shape[0] for t in tokens])
-        for (b, _, _), feats in zip(layout, projected):
-            out[b].append(feats)
-        return out
+        return self.img_projection(torch.cat(tokens))
+
+    def dummy_inputs(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pixel_values, image_sizes) of the smallest image accepted: a thumbnail and one tile of zeros."""
+        size = self.crop_size
+        crops = torch.zeros(1, 1, 2, 3, size, size, device=like.device, dtype=like.dtype)
+        return crops, torch.tensor([[[size, size]]], device=like.device)
 
 
 class Phi3VModel(Phi3Model):
@@ -246,49 +258,38 @@ class Phi3VModel(Phi3Model):
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings with image k's features written where `input_ids == -k`."""
-        embeds = self.embed_tokens(input_ids.clamp(min=0))
-        if pixel_values is None or not bool((input_ids < 0).any()):
-            if vision_dummy_needed(self, self.vision_embed_tokens):
-                return embeds + self._dummy_image_zero(embeds)
-            return embeds
-        per_row = self.vision_embed_tokens(pixel_values, image_sizes)
-        hidden = embeds.shape[-1]
-        flat_index, feats = [], []
-        for b, images in enumerate(per_row):
-            for k, tokens in enumerate(images, start=1):
-                where = (input_ids[b] == -k).nonzero().squeeze(-1)
-                if where.numel() != tokens.shape[0]:
-                    raise ValueError(
-                        f"row {b}: image {k} has {tokens.shape[0]} tokens but {where.numel()} positions"
-                    )
-                flat_index.append(where + b * input_ids.shape[1])
-                feats.append(tokens)
-        expected = int((input_ids < 0).sum())
-        placed = sum(int(i.numel()) for i in flat_index)
-        if placed != expected:
-            raise ValueError(f"{expected} image positions in input_ids but only {placed} have image features")
-        flat = embeds.reshape(-1, hidden).index_put(
-            (torch.cat(flat_index),), torch.cat(feats).to(embeds.dtype)
-        )
-        return flat.view_as(embeds)
+        """Token embeddings with image k's features written where `input_ids == -k`.
 
-    def _dummy_image_zero(self, like: torch.Tensor) -> torch.Tensor:
-        """An exact zero computed by the image embedding on the smallest image it accepts (a thumbnail
-        and one tile of zero pixels), for a text-only training batch.
-
-        Every rank must run the same modules and back-propagate through them in the same order: ZeRO-3
-        gathers a module's parameters with a collective when it runs, DDP expects a gradient for every
-        trainable parameter, and ZeRO-2 packs gradients into its reduction buckets in the order they
-        become ready. So the real module runs (its hooks fire) and its output joins the input embeddings
-        after the token embedding, where real image features are written.
+        Goes through `embed_with_images`: a text-only training batch runs the image embedding on a
+        dummy image and adds its output times zero, so every rank runs the same modules in the same
+        order (DDP needs no `find_unused_parameters`; ZeRO-2 buckets and ZeRO-3 gathers agree).
         """
         vision = self.vision_embed_tokens
-        size = vision.crop_size
-        crops = torch.zeros(1, 1, 2, 3, size, size, device=like.device, dtype=like.dtype)
-        sizes = torch.tensor([[[size, size]]], device=like.device)
-        feats = vision(crops, sizes)[0][0]
-        return (feats.to(like.dtype) * 0.0).sum()
+        has_images = pixel_values is not None and bool((input_ids < 0).any())
+
+        def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+            flat_index, start = [], 0
+            for b, k, _, h_c, w_c in vision.image_layout(image_sizes):
+                n = vision.num_tokens(h_c, w_c)
+                where = (input_ids[b] == -k).nonzero().squeeze(-1)
+                if where.numel() != n:
+                    raise ValueError(f"row {b}: image {k} has {n} tokens but {where.numel()} positions")
+                flat_index.append(where + b * input_ids.shape[1])
+                start += n
+            expected = int((input_ids < 0).sum())
+            if start != expected or features.shape[0] != start:
+                raise ValueError(f"{expected} image positions in input_ids but {start} have image features")
+            flat = embeds.reshape(-1, embeds.shape[-1]).index_put((torch.cat(flat_index),), features)
+            return flat.view_as(embeds)
+
+        return embed_with_images(
+            lambda: self.embed_tokens(input_ids.clamp(min=0)),
+            self,
+            vision,
+            (pixel_values, image_sizes) if has_images else None,
+            vision.dummy_inputs,
+            place,
+        )
 
     def forward(
         self,

@@ -31,12 +31,12 @@ from .base import (
     ImagesInput,
     TextInput,
     check_placeholders,
+    embed_with_images,
     normalize_batch,
     padded_positions,
     to_rgb,
     torch_dtype,
     unwrap_peft,
-    vision_dummy_needed,
 )
 
 
@@ -236,33 +236,19 @@ class _QwenVLBase(Backbone):
         inner = unwrap_peft(model).model  # Qwen2VLModel: no LM head, no logits
         mask = inputs["attention_mask"]
         has_images = inputs.get("pixel_values") is not None
-        mm_types = inputs["mm_token_type_ids"]
         if has_images and _is_native(inputs, inner.config):
             position_ids, _ = inner.get_rope_index(
                 inputs["input_ids"],
-                mm_token_type_ids=mm_types,
+                mm_token_type_ids=inputs["mm_token_type_ids"],
                 image_grid_thw=inputs["image_grid_thw"],
                 attention_mask=mask,
             )
         else:
-            position_ids = padded_positions(mask)
-            mm_types = torch.zeros_like(mm_types)  # 1-D positions for image pads (vlm2vec format)
-        if not has_images and vision_dummy_needed(inner, inner.visual):
-            # the dummy image's zero joins the input embeddings, where real image features would
-            out = inner(
-                inputs_embeds=_embeds_with_dummy_image(inner, inputs["input_ids"]),
-                attention_mask=mask,
-                position_ids=position_ids,
-                use_cache=False,
-            )
-            return out.last_hidden_state
+            position_ids = padded_positions(mask)  # 1-D positions for image pads (vlm2vec format)
         out = inner(
-            input_ids=inputs["input_ids"],
+            inputs_embeds=_input_embeddings(inner, inputs),
             attention_mask=mask,
             position_ids=position_ids,
-            pixel_values=inputs.get("pixel_values"),
-            image_grid_thw=inputs.get("image_grid_thw"),
-            mm_token_type_ids=mm_types,
             use_cache=False,
         )
         return out.last_hidden_state
@@ -273,26 +259,41 @@ class _QwenVLBase(Backbone):
         return split_qwen_batch(inputs, chunk_size)
 
 
-def _embeds_with_dummy_image(inner: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """Token embeddings of a text-only batch plus an exact zero computed by the vision path (tower and
-    merger) on the smallest image it accepts (one merged token of zero pixels).
+def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Token embeddings with the vision tower's features written at the image pads (or, for a
+    text-only training batch, plus the exact zero of a dummy image), through `embed_with_images`:
+    token embeddings first, then one call of the vision tower, on every batch. `Qwen2VLModel` itself
+    then only runs the language model (it is given `inputs_embeds`, no pixels)."""
+    input_ids = inputs["input_ids"]
+    visual = inner.visual
+    pixels = inputs.get("pixel_values")
+    image_args = None if pixels is None else (pixels.type(visual.dtype), inputs["image_grid_thw"])
 
-    In training every rank must run the same modules and back-propagate through them in the same
-    order: ZeRO-3 gathers each module's parameters with a collective when it runs, DDP expects every
-    trainable parameter to receive a gradient, and ZeRO-2 packs gradients into its reduction buckets
-    in the order they become ready, so a rank whose chunk has images and one whose chunk has none must
-    agree on that order. Hence the dummy's features join the graph exactly where real image features
-    do (after the token embedding, into the language model's input embeddings), computed in the same
-    order as `Qwen2VLModel.forward` does: token embeddings first, then the vision path.
-    """
-    embeds = inner.get_input_embeddings()(input_ids)
-    vcfg = inner.config.vision_config
-    merge = vcfg.spatial_merge_size
-    patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-    grid = torch.tensor([[1, merge, merge]], device=embeds.device)
-    pixels = torch.zeros(merge * merge, patch_dim, device=embeds.device, dtype=inner.visual.dtype)
-    feats = torch.cat(inner.get_image_features(pixels, grid, return_dict=True).pooler_output)
-    return embeds + (feats.to(embeds.dtype) * 0.0).sum()
+    def dummy(embeds: torch.Tensor) -> tuple:
+        # the smallest image the tower accepts: one merged token of zero pixels
+        vcfg = inner.config.vision_config
+        merge = vcfg.spatial_merge_size
+        patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
+        grid = torch.tensor([[1, merge, merge]], device=input_ids.device)
+        return (torch.zeros(merge * merge, patch_dim, device=input_ids.device, dtype=visual.dtype), grid)
+
+    def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        where = input_ids == inner.config.image_token_id
+        if int(where.sum()) != features.shape[0]:
+            raise ValueError(
+                f"{int(where.sum())} image pad tokens in input_ids but {features.shape[0]} image features"
+            )
+        return embeds.masked_scatter(where.unsqueeze(-1).expand_as(embeds), features)
+
+    return embed_with_images(
+        lambda: inner.get_input_embeddings()(input_ids),
+        inner,
+        visual,
+        image_args,
+        dummy,
+        place,
+        select=lambda out: out.pooler_output,  # merged tokens of all images, in order
+    )
 
 
 def _is_native(inputs: Mapping[str, torch.Tensor], config: Any) -> bool:

@@ -3,7 +3,7 @@
 Used by the test-suite and the CPU demo; nothing here downloads anything.
 """
 
-from .grad_order import gradient_ready_order
+from .grad_order import assert_same_module_trace, gradient_ready_order, module_trace
 from .synthetic import (
     DEFAULT_EVAL_DATASETS,
     DEFAULT_TRAIN_SUBSETS,
@@ -23,8 +23,10 @@ __all__ = [
     "MMEB_EVAL_KINDS",
     "MMEB_TRAIN_KINDS",
     "TINY_BUILDERS",
+    "assert_same_module_trace",
     "gradient_ready_order",
     "make_tiny_checkpoint",
+    "module_trace",
     "tiny_model_config",
     "train_byte_level_tokenizer",
     "write_synthetic_mmeb_eval",

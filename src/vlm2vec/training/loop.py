@@ -38,8 +38,16 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .engine import build_accelerator, deepspeed_float_dtype, zero_stage
+from .export import zero3_export
 from .logging import MetricsLogger
-from .optim import build_optimizer, build_scheduler, lr_lambda, param_groups, trainable_parameters
+from .optim import (
+    build_optimizer,
+    build_scheduler,
+    lr_lambda,
+    param_groups,
+    parameter_counts,
+    trainable_parameters,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -263,8 +271,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         resume_step=start_step if resume_from is not None else None,
     )
     if main:
-        n_trainable = sum(p.numel() for p in trainable_parameters(unwrapped))
-        n_total = sum(p.numel() for p in unwrapped.parameters())
+        n_trainable, n_total = parameter_counts(unwrapped)  # real sizes under ZeRO-3 too
         logger.info(
             "training %s: %d processes x %d = global batch %d, %d steps (%.2f epochs), %d of %d params trainable, %s",
             cfg.model.backbone,
@@ -387,9 +394,7 @@ def export_model(accelerator, model: torch.nn.Module, output_dir: Path, *, merge
     unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
     gather: contextlib.AbstractContextManager = contextlib.nullcontext()
     if zero_stage(accelerator) == 3:
-        import deepspeed
-
-        gather = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
+        gather = zero3_export(unwrapped)  # gathered weights, official key names
     final = output_dir / "final"
     with gather:
         if accelerator.is_main_process:

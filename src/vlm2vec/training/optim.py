@@ -1,7 +1,9 @@
 """AdamW over the trainable parameters and learning-rate schedules with linear warm-up.
 
 Weight decay is not applied to biases and norm weights (1-D tensors), the usual choice for
-transformers; LoRA matrices are 2-D and do get it.
+transformers; LoRA matrices are 2-D and do get it. Shapes and sizes are the parameters' real ones
+also under DeepSpeed ZeRO-3, whose partitioned parameters are 1-D (or empty) stand-ins that carry the
+real shape as `ds_shape`.
 """
 
 from __future__ import annotations
@@ -18,17 +20,44 @@ from ..config import TrainConfig
 SCHEDULES = ("linear", "cosine", "constant")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters split into decayed (>= 2-D) and not decayed (biases, norms)."""
+def real_shape(param: torch.Tensor) -> torch.Size:
+    """The parameter's full shape, also when ZeRO-3 has partitioned it (`ds_shape`)."""
+    return torch.Size(getattr(param, "ds_shape", param.shape))
+
+
+def real_numel(param: torch.Tensor) -> int:
+    """The parameter's full element count, also when ZeRO-3 has partitioned it (`ds_numel`)."""
+    return int(getattr(param, "ds_numel", param.numel()))
+
+
+def decay_names(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the trainable parameters with weight decay (>= 2-D) and without (biases, norms)."""
     decay, no_decay = [], []
-    for param in trainable_parameters(model):
-        (decay if param.ndim >= 2 else no_decay).append(param)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if len(real_shape(param)) >= 2 else no_decay).append(name)
+    return decay, no_decay
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into decayed (>= 2-D) and not decayed (biases, norms); a group with
+    no member is left out (DeepSpeed drops empty groups, and the schedule must see the same groups)."""
+    decay, no_decay = decay_names(model)
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters (LoRA not applied and everything frozen?)")
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    params = dict(model.named_parameters())
+    groups = [
+        {"params": [params[n] for n in names], "weight_decay": wd}
+        for names, wd in ((decay, weight_decay), (no_decay, 0.0))
+        if names
+    ]
     return groups
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) element counts, by real sizes under ZeRO-3 too."""
+    params = list(model.parameters())
+    return sum(real_numel(p) for p in params if p.requires_grad), sum(real_numel(p) for p in params)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

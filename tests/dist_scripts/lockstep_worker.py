@@ -1,0 +1,199 @@
+"""GradCache steps of the real tiny backbones on 2 CPU processes (gloo), many scenarios in one launch.
+
+Launched by tests/test_zero3_lockstep.py with `torchrun --nproc_per_node 2`. Every scenario (engine x
+backbone x full/LoRA x chunk size) builds a fresh model, wraps it (torch DDP, or a raw DeepSpeed engine
+from the project's configs/deepspeed/zero{2,3}.json), runs one GradCache step with SGD and records the
+parameter update on rank 0. The ranks' local batches differ in images the way MMEB batches do: rank 0's
+queries hold an image row, a text row and a two-image row while rank 1's are text only, and the targets
+the other way round, so with chunk 1 and chunk 3 some chunk has images on one rank and none on the other.
+
+Each rank also computes some of the one-process references (round robin): the same model, rank r's
+chunks forwarded with plain autograd from seed 100 + r (so LoRA dropout draws the same masks), the loss
+on the concatenated global batch, one backward. Writes `<out>.rank<r>` (torch.save of a dict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+
+from vlm2vec.gradcache import GradCache
+from vlm2vec.losses import ContrastiveLoss
+from vlm2vec.model import EmbeddingModel
+from vlm2vec.testing import tiny_model_config
+from vlm2vec.training.engine import resolve_deepspeed_config
+from vlm2vec.training.optim import decay_names, param_groups
+
+TEMPERATURE, LR, ROWS, WORLD = 0.05, 0.5, 3, 2
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
+ENGINES = ("ddp", "zero2", "zero3")
+BACKBONES = ("phi3_v", "qwen2_vl")
+CHUNKS = (1, 3)
+
+
+def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool, int]]:
+    """(engine, backbone, lora, chunk): every combination under ZeRO-3; DDP and ZeRO-2 (whose
+    backbone-specific risk is the gradient order across ranks, the same for both chunk sizes) with
+    chunk 1 only, to keep the launch short."""
+    return [
+        (engine, backbone, lora, chunk)
+        for engine, backbone, lora, chunk in itertools.product(engines, backbones, (False, True), CHUNKS)
+        if engine == "zero3" or chunk == 1
+    ]
+
+
+def image(w: int, h: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def local_texts(rank: int) -> tuple[list, list]:
+    """(queries, targets) of one rank: texts with MMEB placeholders and their images per row."""
+    if rank == 0:
+        qry = (
+            ["<|image_1|> a red circle", "a blue square", "<|image_1|> and <|image_2|> two shapes"],
+            [[image(100, 70, 1)], None, [image(60, 60, 2), image(70, 120, 3)]],
+        )
+        tgt = (["red circle", "blue square", "two shapes"], None)
+    else:
+        qry = (["what is green", "the quick brown fox", "one two three"], None)
+        tgt = (["green", "<|image_1|> a fox", "three"], [None, [image(80, 56, 4)], None])
+    return qry, tgt
+
+
+def build(backbone: str, folder: str, lora: bool) -> EmbeddingModel:
+    torch.manual_seed(0)
+    cfg = tiny_model_config(backbone, folder, lora=lora, lora_r=4, lora_dropout=0.1)
+    model = EmbeddingModel.from_config(cfg)
+    if lora:  # LoRA B starts at zero (A would get no gradient): make both matter
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    return model.train()
+
+
+def batches(model: EmbeddingModel, rank: int) -> tuple[dict, dict]:
+    (qt, qi), (tt, ti) = local_texts(rank)
+    return model.processor(qt, qi), model.processor(tt, ti)
+
+
+def reference(backbone: str, folder: str, lora: bool, chunk: int) -> dict:
+    model = build(backbone, folder, lora)
+    q, t = [], []
+    for rank in range(WORLD):
+        qry, tgt = batches(model, rank)
+        torch.manual_seed(100 + rank)
+        q += [model(qry=c)["qry_reps"] for c in model.split_batch(qry, chunk)]
+        t += [model(tgt=c)["tgt_reps"] for c in model.split_batch(tgt, chunk)]
+    loss = ContrastiveLoss(TEMPERATURE, gather=False)(torch.cat(q), torch.cat(t))
+    loss.backward()
+    delta = {n: -LR * p.grad for n, p in model.named_parameters() if p.requires_grad}
+    return {"loss": loss.item(), "delta": delta, "groups": decay_names(model)}
+
+
+def ds_config(engine: str) -> dict:
+    from vlm2vec.config import TrainConfig
+
+    t = TrainConfig(per_device_batch_size=ROWS, max_grad_norm=0.0, mixed_precision="no")
+    config = resolve_deepspeed_config(str(CONFIGS / f"{engine}.json"), t)
+    config["train_batch_size"] = ROWS * WORLD
+    config["zero_allow_untested_optimizer"] = True  # a torch SGD: update = -lr * gradient
+    return config
+
+
+def full_trainable(model: torch.nn.Module, zero3: bool) -> dict[str, torch.Tensor]:
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not zero3:
+        return {n: p.detach().clone() for n, p in params}
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([p for _, p in params]):
+        return {n: p.detach().clone() for n, p in params}
+
+
+def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int, rank: int) -> dict:
+    model = build(backbone, folder, lora)
+    before = full_trainable(model, False)
+    groups_before = decay_names(model)
+    # weight decay 0 in both groups keeps the SGD update -lr * gradient, with the real group layout
+    optimizer = torch.optim.SGD(param_groups(model, 0.0), lr=LR)
+    if engine == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, find_unused_parameters=False)
+    else:
+        import deepspeed
+
+        wrapped, optimizer, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=ds_config(engine)
+        )
+    record: dict = {}
+    if engine == "zero3":  # partitioned now: shapes are 1-D stand-ins, the groups must not change
+        assert any(hasattr(p, "ds_shape") for p in model.parameters())
+        record["groups"] = decay_names(model)
+        record["groups_before"] = groups_before
+        record["optimizer_groups"] = len(optimizer.param_groups)
+    qry, tgt = batches(model, rank)
+    torch.manual_seed(100 + rank)
+    step = GradCache(ContrastiveLoss(TEMPERATURE), chunk, chunk, split_fn=model.split_batch)
+    loss = step.step(wrapped, qry, tgt)
+    if engine == "ddp":
+        optimizer.step()
+    else:
+        wrapped.step()
+    after = full_trainable(model, engine == "zero3")
+    record.update(loss=loss.item(), delta={n: after[n] - before[n] for n in before})
+    if engine != "ddp":
+        wrapped.destroy()
+    del wrapped, optimizer, model
+    gc.collect()
+    return record
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--folders", required=True, help="JSON {backbone: tiny folder}")
+    p.add_argument("--engines", default=",".join(ENGINES))
+    p.add_argument("--backbones", default=",".join(BACKBONES))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    folders = json.loads(args.folders)
+    import deepspeed
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    dist.init_process_group("gloo")
+    deepspeed.init_distributed("gloo")
+    rank = dist.get_rank()
+    result: dict = {"refs": {}, "runs": {}}
+    refs = list(itertools.product(BACKBONES, (False, True), CHUNKS))
+    for i, (backbone, lora, chunk) in enumerate(refs):
+        if i % WORLD == rank and backbone in args.backbones.split(","):
+            result["refs"][(backbone, lora, chunk)] = reference(backbone, folders[backbone], lora, chunk)
+    for engine, backbone, lora, chunk in scenarios(args.engines.split(","), args.backbones.split(",")):
+        print(f"rank {rank}: {engine} {backbone} lora={lora} chunk={chunk}", flush=True)
+        run = distributed(engine, backbone, folders[backbone], lora, chunk, rank)
+        if rank == 0:
+            result["runs"][(engine, backbone, lora, chunk)] = run
+    torch.save(result, f"{args.out}.rank{rank}")
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # gloo ranks may abort at interpreter teardown otherwise
+
+
+if __name__ == "__main__":
+    main()
