@@ -110,8 +110,9 @@ def _image(path: Path, colour: str, size=(40, 32)) -> str:
 
 
 def _pairs_file(tmp_path: Path) -> Path:
-    """Rows whose targets collide on purpose: the same text, the same image under another
-    instruction, and different texts with the same class label."""
+    """Rows whose targets collide on purpose, each caught by one filter only: the same item (key), the
+    same image under another instruction or the same text restyled (content, other labels), and
+    different texts with the same class label (class)."""
     colours = ["red", "green", "blue", "yellow", "purple", "orange"]
     for c in colours:
         _image(tmp_path / "img" / f"{c}.png", c)
@@ -123,7 +124,7 @@ def _pairs_file(tmp_path: Path) -> Path:
             {
                 "q": f"show {c}",
                 "t": "<|image_1|>\nRepresent the image.",
-                "label": f"img-{c}",
+                "label": f"img-{c}-1",
                 "img": f"img/{c}.png",
             }
         )
@@ -131,11 +132,14 @@ def _pairs_file(tmp_path: Path) -> Path:
             {
                 "q": f"picture of {c}",
                 "t": "<|image_1|>\nDescribe it.",
-                "label": f"img-{c}",
+                "label": f"img-{c}-2",
                 "img": f"img/{c}.png",
             }
         )
-    rows.append({"q": "repeat red", "t": "a red thing", "label": "red", "img": ""})  # same text as row 0
+    rows.append({"q": "repeat red", "t": "a red thing", "label": "red", "img": ""})  # the item of row 0
+    rows.append(
+        {"q": "shout red", "t": "A  Red thing.", "label": "caps", "img": ""}
+    )  # row 0's text, restyled
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -178,7 +182,7 @@ def test_mined_negatives_never_hold_the_positive_its_content_or_its_class(tmp_pa
         for line in pairs.open()
     }
     table = pq.read_table(tmp_path / "mined" / "train" / "p" / "original-00000-of-00001.parquet").to_pylist()
-    assert len(table) == 25
+    assert len(table) == 26
     for row in table:
         pos_img = Path(row["pos_image_path"]).name if row["pos_image_path"] else ""
         pos = (row["pos_text"], pos_img)
