@@ -142,3 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_cli(sys.argv[1:] if argv is None else argv)
     run_embed(cfg)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
