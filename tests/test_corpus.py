@@ -200,6 +200,25 @@ def test_mined_negatives_never_hold_the_positive_its_content_or_its_class(tmp_pa
     report = (tmp_path / "mined" / "report.md").read_text()
     assert "same class name" in report and (tmp_path / "mined" / "report.png").stat().st_size > 1000
 
+    # candidates from an external corpus (an embedded image folder): the positive's image file is caught
+    # whatever its relative path there; the folder's sub-folder labels are class names
+    ecfg = EmbedConfig(batch_size=4)
+    model = EmbeddingModel.from_config(cfg.model)
+    embed_corpus(model, image_folder_corpus(tmp_path / "img", "<|image_1|>\nAny."), tmp_path / "corpus", ecfg)
+    cfg.mine = MineConfig(
+        output_dir=str(tmp_path / "mined2"), corpus_dir=str(tmp_path / "corpus"), scope="all", top_k=100,
+        num_negatives=100, margin=None, keep_short=True, label_column="label",
+    )  # fmt: skip
+    stats = run_mine(cfg)
+    assert stats.filtered["same_content"] == 12  # the 12 image rows each meet their own file
+    table = pq.read_table(tmp_path / "mined2" / "train" / "p" / "original-00000-of-00001.parquet").to_pylist()
+    for row in table:
+        if row["pos_image_path"]:
+            assert Path(row["pos_image_path"]).resolve() not in [
+                Path(p).resolve() for p in row["neg_image_path"]
+            ]
+            assert len(row["neg_image_path"]) == 5
+
 
 def test_train_reads_mined_files_with_k_negatives(tmp_path, tiny_qwen_dir):
     from vlm2vec.testing.synthetic import write_synthetic_mmeb_train

@@ -11,6 +11,7 @@ MMEB-train layout with `neg_text` / `neg_image_path` lists (k per row), and `rep
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import zlib
@@ -26,12 +27,12 @@ import torch
 
 from ..config import Config, ConfigError, MineConfig, parse_cli, save_config
 from ..data import PairSource, Side
-from ..evaluation.items import Item
+from ..evaluation.items import Item, item_key
 from ..files import atomic_path, atomic_write_json
 from .embed import embed_corpus, load_model, process_state
 from .search import resolve_device, topk
 from .sources import class_of, content_of, read_train_corpora
-from .store import read_store
+from .store import read_manifest, read_store
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,12 @@ class _Paths:
         return full
 
 
+def _absolute(item: Item, base: str | os.PathLike = ".") -> Item:
+    """The item with its image as an absolute path, so the same file compares equal from any corpus
+    (training items hold paths as the readers resolved them; an image folder's are relative to it)."""
+    return Item(item.text, os.path.abspath(os.path.join(base, item.image))) if item.image else item
+
+
 def _side_path(side: Side) -> str:
     return side.images[0] if side.images else ""
 
@@ -198,18 +205,12 @@ def mine_negatives(
     ]
     cand_labels = cand_table.column("label").to_pylist()
     cand_key = keys(cand_table.column("key").to_pylist())
-    cand_content = contents([content_of(it) for it in cand_items])
+    cand_base = read_manifest(m.corpus_dir).get("image_root", ".") if m.corpus_dir else "."
+    cand_content = contents([content_of(_absolute(it, cand_base)) for it in cand_items])
     cand_class = classes([class_of(it, lbl) for it, lbl in zip(cand_items, cand_labels)])
     device = resolve_device(m.device)
     image_root_out = cfg.data.image_root or cfg.data.mmeb_train_dir or "."
     out_path = _Paths(image_root_out)
-    cand_base = "."  # train corpora hold paths as the readers resolved them
-    from .store import read_manifest
-
-    if m.corpus_dir:
-        cand_base = read_manifest(m.corpus_dir).get("image_root", ".")
-    from ..evaluation.items import item_key
-
     tables: dict[str, pa.Table] = {}
     for src in sources:
         src_rows, q_idx, p_idx = rows.rows[src.name], rows.qry[src.name], rows.pos[src.name]
@@ -241,7 +242,7 @@ def mine_negatives(
             cand_content,
             cand_class,
             keys([item_key(it) for it in pos]),
-            contents([content_of(it) for it in pos]),
+            contents([content_of(_absolute(it)) for it in pos]),
             classes([class_of(it, lbl) for it, lbl in zip(pos, rows.pos_label[src.name])]),
             pos_score,
             m.margin,
@@ -326,9 +327,7 @@ def run_mine(cfg: Config) -> MineStats | None:
         save_config(cfg, out / "config.yaml")
     ecfg = cfg.embed
     if not ecfg.cache_dir:
-        from dataclasses import replace
-
-        ecfg = replace(ecfg, cache_dir=str(out / "embeddings" / "cache"))
+        ecfg = dataclasses.replace(ecfg, cache_dir=str(out / "embeddings" / "cache"))
     folders = {
         s: embed_corpus(model, corpora[s], out / "embeddings" / s, ecfg, state=state) for s in ("qry", "tgt")
     }
@@ -347,7 +346,7 @@ def run_mine(cfg: Config) -> MineStats | None:
         for name, table in tables.items():
             with atomic_path(out / "train" / name / f"{cfg.data.split}-00000-of-00001.parquet") as tmp:
                 pq.write_table(table, tmp)
-        atomic_write_json(out / "mine.json", {"settings": vars(m) | {}, "stats": stats.as_dict()})
+        atomic_write_json(out / "mine.json", {"settings": dataclasses.asdict(m), "stats": stats.as_dict()})
         write_report(out, stats, cfg, training_overrides(cfg))
         print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
     wait = getattr(state, "wait_for_everyone", None)

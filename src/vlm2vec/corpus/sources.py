@@ -71,8 +71,10 @@ class Corpus:
 
     @property
     def corpus_id(self) -> str:
-        """Hash of the items in order: the cache folder of this corpus (same items -> same folder)."""
-        return hashlib.sha1("\n".join(self.keys).encode()).hexdigest()[:16]
+        """Hash of the image root and the items in order: the cache folder of this corpus (same items
+        under the same root -> same folder; two image folders with equal relative names never share)."""
+        root = str(self.image_root.resolve())
+        return hashlib.sha1("\n".join([root, *self.keys]).encode()).hexdigest()[:16]
 
     def table(self) -> pa.Table:
         """The metadata table written beside the vectors (row i <-> vector i)."""
