@@ -308,3 +308,19 @@ def test_two_process_embed_and_mine_equal_one_process(tmp_path, tiny_qwen_dir):
         assert pq.read_table(outs[1] / name).equals(pq.read_table(outs[2] / name))
     ranks = [json.loads((outs[2] / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["encoded"] > 0 for r in ranks)  # both processes encoded part of the corpus
+
+
+def test_entry_points_parse_the_one_config_and_name_bad_keys(tmp_path):
+    from vlm2vec.config import ConfigError
+    from vlm2vec.corpus import embed, mine
+
+    with pytest.raises(ConfigError, match="mine.strategy: 'best'"):
+        mine.main(["--mine.strategy=best"])
+    with pytest.raises(ConfigError, match="mine.scope=source needs the training targets"):
+        mine.main([f"--mine.corpus_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="unknown config key 'mine.topk'"):
+        mine.main(["--mine.topk=3"])
+    with pytest.raises(CorpusError, match=f"image folder not found: {tmp_path / 'nope'}"):
+        embed.main(["--embed.source=images", f"--embed.path={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match="embed.source: 'video'"):
+        embed.main(["--embed.source=video"])
