@@ -34,7 +34,7 @@ def write_histogram(path: Path, stats: MineStats) -> Path:
     bins = np.linspace(min(values), max(values), 41) if values else 10
     for label, data in series:
         if data:
-            ax.hist(data, bins=bins, alpha=0.55, label=f"{label} ({len(data)})")
+            ax.hist(data, bins=bins, histtype="step", linewidth=1.6, label=f"{label} ({len(data)})")
     ax.set_xlabel("similarity to the query")
     ax.set_ylabel("count")
     ax.legend(fontsize=8)
