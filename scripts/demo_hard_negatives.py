@@ -35,6 +35,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--negatives", type=int, default=3, help="mined negatives per query")
     parser.add_argument("--top-k", type=int, default=30, help="candidates retrieved per query")
     parser.add_argument("--margin", type=float, default=0.1, help="drop candidates above positive + margin")
+    parser.add_argument(
+        "--reuse-baseline",
+        action="store_true",
+        help="keep an earlier in-batch run of the same config (skip step 1)",
+    )
     args, overrides = parser.parse_known_args(argv)
     os.chdir(ROOT)  # the demo config uses paths relative to the repository
 
@@ -50,7 +55,8 @@ def main(argv: list[str]) -> int:
     for path in prepare_demo_assets(cfg):
         print(f"[hard negatives] wrote {path}")
     base = Path(".demo/hard_negatives")
-    for folder in ("inbatch", "mined-run", "mined", "eval-inbatch", "eval-mined"):
+    reuse = args.reuse_baseline and (base / "inbatch" / "final" / "vlm2vec.json").is_file()
+    for folder in ("mined-run", "mined", "eval-mined") + (() if reuse else ("inbatch", "eval-inbatch")):
         shutil.rmtree(base / folder, ignore_errors=True)
 
     def evaluate(model_dir: Path, out: str) -> dict:
@@ -59,12 +65,18 @@ def main(argv: list[str]) -> int:
 
     steps = cfg.train.max_steps
     print(f"\n[hard negatives] 1/4 training with in-batch negatives only ({steps} steps)")
-    plain = train(replace(cfg, train=replace(cfg.train, output_dir=str(base / "inbatch"))))
+    if reuse:
+        print(f"[hard negatives] reusing {base / 'inbatch' / 'final'} (--reuse-baseline)")
+        plain_final = base / "inbatch" / "final"
+    else:
+        plain_final = train(
+            replace(cfg, train=replace(cfg.train, output_dir=str(base / "inbatch")))
+        ).final_dir
 
     print(f"\n[hard negatives] 2/4 mining {args.negatives} negatives per query with the in-batch model")
     mine_cfg = replace(
         cfg,
-        model=replace(cfg.model, path=str(plain.final_dir)),
+        model=replace(cfg.model, path=str(plain_final)),
         mine=replace(
             cfg.mine,
             output_dir=str(base / "mined"),
@@ -92,7 +104,7 @@ def main(argv: list[str]) -> int:
     )
 
     print("\n[hard negatives] 4/4 evaluating both on the held-out synthetic MMEB-eval folder")
-    before = evaluate(plain.final_dir, "eval-inbatch")
+    before = evaluate(plain_final, "eval-inbatch")
     after = evaluate(mined.final_dir, "eval-mined")
     print("\n== in-batch negatives only ==")
     print(format_table(before))
