@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--negatives", type=int, default=3, help="mined negatives per query")
     parser.add_argument("--top-k", type=int, default=30, help="candidates retrieved per query")
-    parser.add_argument("--margin", type=float, default=0.1, help="drop candidates above positive + margin")
+    parser.add_argument("--margin", type=float, default=0.0, help="drop candidates above positive + margin")
     parser.add_argument(
         "--reuse-baseline",
         action="store_true",
