@@ -9,21 +9,26 @@
 See docs/hard_negatives.md.
 """
 
-from .embed import embed_corpus, run_embed
-from .mine import filter_candidates, pick, run_mine
-from .search import topk_exact
-from .sources import Corpus, CorpusError
-from .store import read_store, write_store
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "Corpus",
-    "CorpusError",
-    "embed_corpus",
-    "filter_candidates",
-    "pick",
-    "read_store",
-    "run_embed",
-    "run_mine",
-    "topk_exact",
-    "write_store",
-]
+# imported on first use, so `python -m vlm2vec.corpus.embed` / `.mine` run their module only once
+_EXPORTS = {
+    "Corpus": ".sources",
+    "CorpusError": ".sources",
+    "embed_corpus": ".embed",
+    "filter_candidates": ".mine",
+    "pick": ".mine",
+    "read_store": ".store",
+    "run_embed": ".embed",
+    "run_mine": ".mine",
+    "topk_exact": ".search",
+    "write_store": ".store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vlm2vec.corpus' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)
