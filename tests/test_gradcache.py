@@ -283,3 +283,26 @@ def test_bench_script_shows_flat_gradcache_activation_memory(capsys):
     assert plain[2] > 3.5 * plain[0]  # plain activations grow with the batch
     assert cached[2] < 1.1 * cached[0] and cached[0] < plain[0]  # GradCache: one chunk's worth
     assert result["timing"]["ratio"] > 0
+
+
+@pytest.mark.parametrize("qcs,tcs", [(2, 3), (7, 5)])
+def test_gradcache_with_k_negatives_masking_and_hardness_equals_full_batch(qcs, tcs):
+    """k = 3 hard negatives per query, chunked like targets (some chunks straddle queries), with
+    false-negative masking by content key and hardness weighting: GradCache = full-batch gradients."""
+    import functools
+
+    k = 3
+    model = make_model(dropout=0.2).train()
+    qry, tgt, neg = make_batch(7, seed=1), make_batch(7, seed=2, pixels=False), make_batch(7 * k, seed=3)
+    tgt_keys = torch.tensor([0, 1, 2, 0, 3, 4, 5])  # targets 0 and 3 share content
+    neg_keys = torch.arange(10, 10 + 7 * k)
+    neg_keys[4] = 2  # a negative of query 1 is query 2's positive: masked for query 2
+    loss_fn = functools.partial(
+        ContrastiveLoss(temperature=0.05, mask_false_negatives=True, hardness_alpha=4.0),
+        tgt_keys=tgt_keys,
+        neg_keys=neg_keys,
+    )
+    loss, ours = gradcache_grads(model, qry, tgt, neg, qcs, tcs, seed=11, loss_fn=loss_fn)
+    ref_loss, ref = reference_grads(model, qry, tgt, neg, qcs, tcs, seed=11, loss_fn=loss_fn)
+    assert torch.allclose(loss, ref_loss, rtol=1e-6)
+    assert_grads_close(ours, ref)

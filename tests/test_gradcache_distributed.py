@@ -65,8 +65,8 @@ def assert_same_update(result_file, ref_loss, ref_delta, rel=1e-5):
 CASES = {
     # mode: (qry chunk, tgt chunk, hard negatives per query, targets have pixels)
     "ddp_accelerate": (2, 4, 0, True),
-    "ddp_raw": (2, 3, 1, False),  # text-only targets: a qry chunk (pixels) must be replayed last
-    "zero2": (2, 4, 1, True),
+    "ddp_raw": (2, 3, 2, False),  # text-only targets: a qry chunk (pixels) must be replayed last; k=2
+    "zero2": (2, 4, 3, True),  # k = 3 negatives per query, chunked like targets
     "zero3": (4, 2, 1, True),
     "zero3_offload": (3, 2, 1, True),  # offload finalises only params of the last backward: same need
 }

@@ -164,6 +164,9 @@ class TrainConfig:
     hard_negatives: bool = opt(False, "add the rows' hard negatives to the loss")
     mask_false_negatives: bool = opt(False, "mask in-batch candidates with the positive's content")
     symmetric_loss: bool = opt(False, "add the target-to-query InfoNCE term")
+    hardness_alpha: float = opt(
+        0.0, "hardness weighting (LLaVE): add alpha * stop_grad(similarity) to every negative logit; 0: off"
+    )
     save_every: int = opt(0, "checkpoint every N steps (0: only the final export)")
     keep_last: int = opt(2, "checkpoints to keep")
     save_merged: bool = opt(False, "also export final_merged/ with LoRA merged into the weights")
@@ -211,6 +214,61 @@ class EvalConfig:
 
 
 @dataclass
+class EmbedConfig:
+    """Corpus embedding (`vlm2vec embed`): which items, and where the vectors and their metadata go."""
+
+    source: str = opt(
+        "train", "what to embed: train (the data section's sources) | images (a folder) | texts (a file)"
+    )
+    side: str = opt(
+        "tgt", "train source: which side of each row: tgt (positives) | qry (queries) | neg (hard negatives)"
+    )
+    path: str | None = opt(
+        None,
+        "images: a folder (recursive; a sub-folder's name is the class label); texts: .txt (one a line) or .jsonl",
+    )
+    image_text: str = opt("<|image_1|>\nRepresent the given image.", "images: the text of every image item")
+    label_column: str | None = opt(None, "train source: column holding the class label of the embedded side")
+    output_dir: str = opt("embeddings", "folder for vectors-*.safetensors, items.parquet and manifest.json")
+    cache_dir: str | None = opt(None, "rep cache that makes a killed run resumable; null: <output_dir>/cache")
+    batch_size: int = opt(16, "items per encoding batch")
+    chunk_items: int = opt(1024, "items per cache chunk file: the work a killed run can lose")
+    shard_rows: int = opt(100_000, "vectors per safetensors shard")
+    num_workers: int = opt(0, "DataLoader workers that read images and run the processor")
+
+
+@dataclass
+class MineConfig:
+    """Hard-negative mining (`vlm2vec mine`): top-k targets per training query, filtered, picked, written."""
+
+    output_dir: str = opt("mined", "folder for train/<source>/*.parquet (MMEB-train layout), report.md/png")
+    corpus_dir: str | None = opt(None, "candidates: an `embed` output folder; null: the training targets")
+    scope: str = opt("source", "candidates of a query: source (targets of its own source) | all")
+    top_k: int = opt(50, "candidates retrieved per query before filtering")
+    num_negatives: int = opt(3, "negatives written per row")
+    strategy: str = opt(
+        "top", "top (the best n) | range (best n of ranks rank_start..rank_end) | sample (n drawn)"
+    )
+    rank_start: int = opt(1, "range: first rank kept, 1-based, counted after filtering")
+    rank_end: int = opt(50, "range: last rank kept, 1-based, counted after filtering")
+    margin: float | None = opt(
+        0.1, "drop candidates scoring above positive + margin (may be negative); null: off"
+    )
+    filter_class: bool = opt(
+        True, "drop candidates with the positive's class name (label, or text of a text item)"
+    )
+    label_column: str | None = opt(None, "column of the training rows holding the positive's class label")
+    keep_short: bool = opt(
+        False, "keep rows with fewer than num_negatives negatives (else dropped and counted)"
+    )
+    seed: int = opt(0, "seed of the sample strategy")
+    device: str = opt("auto", "similarity matmul device: auto | cpu | cuda")
+    backend: str = opt("exact", "exact (blockwise matmul) | faiss (flat inner-product index; needs faiss)")
+    query_block: int = opt(4096, "queries per matmul block")
+    corpus_block: int = opt(65536, "corpus rows per matmul block")
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of a run."""
 
@@ -218,6 +276,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    mine: MineConfig = field(default_factory=MineConfig)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -80,6 +80,9 @@ class ContrastiveLoss:
             and average the two. With masking, target j's softmax drops every other query whose
             positive has j's content key (as in the forward term) and, given `qry_keys`, every
             duplicate of query j. Cost: a second N x N logit matrix.
+        hardness_alpha: hardness weighting (LLaVE): add `alpha * stop_grad(similarity)` to the logit of
+            every negative (in-batch and hard; not the positive), i.e. weight each negative's exp-term
+            by `exp(alpha * s)`, so harder negatives pull more. 0 = off (LLaVE's script uses 9).
     """
 
     def __init__(
@@ -88,9 +91,11 @@ class ContrastiveLoss:
         gather: bool = True,
         mask_false_negatives: bool = False,
         symmetric: bool = False,
+        hardness_alpha: float = 0.0,
     ) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        self.hardness_alpha = hardness_alpha
         self.temperature = temperature
         self.gather = gather
         self.mask_false_negatives = mask_false_negatives
@@ -130,6 +135,8 @@ class ContrastiveLoss:
                 columns.append(gather_rep(neg_reps.reshape(-1, neg_reps.shape[-1]).float()))
             logits = q @ torch.cat(columns).T / self.temperature
             labels = torch.arange(q.shape[0], device=device)
+            if self.hardness_alpha:
+                logits = _hardness_weighted(logits, labels, self.hardness_alpha * self.temperature)
 
             if self.mask_false_negatives:
                 if tgt_keys is None:
@@ -164,3 +171,11 @@ class ContrastiveLoss:
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def _hardness_weighted(logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """`logits + scale * stop_grad(logits)` off the positive column; with `scale = alpha * temperature`
+    this adds `alpha * stop_grad(similarity)` to each negative's logit (LLaVE's hardness weighting)."""
+    bonus = scale * logits.detach()
+    bonus[torch.arange(logits.shape[0], device=logits.device), labels] = 0
+    return logits + bonus

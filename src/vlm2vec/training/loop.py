@@ -250,6 +250,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         temperature=cfg.model.temperature,
         mask_false_negatives=t.mask_false_negatives,
         symmetric=t.symmetric_loss,
+        hardness_alpha=t.hardness_alpha,
     )
     grad_cache = GradCache(
         loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch

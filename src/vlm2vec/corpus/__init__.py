@@ -1,0 +1,34 @@
+"""Corpus embedding and hard-negative mining: `vlm2vec embed` and `vlm2vec mine`.
+
+- `sources`: corpora of distinct items from the training data, a folder of images or a text file;
+- `embed`: encode a corpus through the evaluator's sharded, cached, resumable encoder, write
+  safetensors shards + an items parquet (`store`);
+- `search`: exact blockwise top-k inner products (faiss optional);
+- `mine`: top-k per training query, false-negative filters, top / range / sample, MMEB-train output;
+- `report`: counts and score histograms (md + PNG).
+See docs/hard_negatives.md.
+"""
+
+from importlib import import_module
+from typing import Any
+
+# imported on first use, so `python -m vlm2vec.corpus.embed` / `.mine` run their module only once
+_EXPORTS = {
+    "Corpus": ".sources",
+    "CorpusError": ".sources",
+    "embed_corpus": ".embed",
+    "filter_candidates": ".mine",
+    "pick": ".mine",
+    "read_store": ".store",
+    "run_embed": ".embed",
+    "run_mine": ".mine",
+    "topk_exact": ".search",
+    "write_store": ".store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vlm2vec.corpus' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)

@@ -1,0 +1,368 @@
+"""`vlm2vec mine`: hard negatives for every training query, written as MMEB-train files train.py reads.
+
+Per query: the `top_k` candidates by similarity (exact, `search.topk`), minus false negatives -- the
+positive itself, an item with the positive's content (same image file, or same text), an item with the
+positive's class name (`mine.filter_class`), and any candidate scoring above the positive's score +
+`mine.margin` (the margin may be negative) -- then `num_negatives` of what is left by `mine.strategy`:
+`top` (the best n), `range` (the best n of ranks rank_start..rank_end) or `sample` (n drawn from the
+rest, seeded per row). Output: `<output_dir>/train/<source>/<split>-00000-of-00001.parquet` in the
+MMEB-train layout with `neg_text` / `neg_image_path` lists (k per row), and `report.md` / `report.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..config import Config, ConfigError, MineConfig, parse_cli, save_config
+from ..data import PairSource, Side
+from ..evaluation.items import Item, item_key
+from ..files import atomic_path, atomic_write_json
+from .embed import embed_corpus, load_model, process_state
+from .search import resolve_device, topk
+from .sources import class_of, content_of, read_train_corpora
+from .store import read_manifest, read_store
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("top", "range", "sample")
+SCOPES = ("source", "all")
+#: why a retrieved candidate was not kept, in the order the checks run (a candidate counts once)
+REASONS = ("positive", "same_content", "same_class", "above_margin")
+
+
+def check_config(m: MineConfig) -> None:
+    if m.strategy not in STRATEGIES:
+        raise ConfigError(f"mine.strategy: {m.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if m.scope not in SCOPES:
+        raise ConfigError(f"mine.scope: {m.scope!r} is not one of {', '.join(SCOPES)}")
+    if m.num_negatives < 1:
+        raise ConfigError(f"mine.num_negatives must be >= 1, got {m.num_negatives}")
+    if m.top_k < m.num_negatives:
+        raise ConfigError(f"mine.top_k ({m.top_k}) must be >= mine.num_negatives ({m.num_negatives})")
+    if m.strategy == "range" and not 1 <= m.rank_start <= m.rank_end:
+        raise ConfigError(
+            f"mine.rank_start..rank_end must satisfy 1 <= start <= end, got {m.rank_start}..{m.rank_end}"
+        )
+    if m.scope == "source" and m.corpus_dir:
+        raise ConfigError(
+            "mine.scope=source needs the training targets as candidates; with mine.corpus_dir use scope=all"
+        )
+
+
+class Interner:
+    """Strings -> small ints, so candidate filters are vectorised integer comparisons (None -> -1)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, values: list[str | None]) -> np.ndarray:
+        return np.array(
+            [-1 if v is None else self.ids.setdefault(v, len(self.ids)) for v in values], np.int64
+        )
+
+
+def filter_candidates(
+    scores: np.ndarray,
+    cand: np.ndarray,
+    cand_key: np.ndarray,
+    cand_content: np.ndarray,
+    cand_class: np.ndarray,
+    pos_key: np.ndarray,
+    pos_content: np.ndarray,
+    pos_class: np.ndarray,
+    pos_score: np.ndarray,
+    margin: float | None,
+    filter_class: bool = True,
+) -> np.ndarray:
+    """Reason codes [Q, k]: -1 kept, -2 no candidate (padding, `cand < 0`), else an index into REASONS.
+
+    `scores`/`cand` are the retrieved [Q, k] scores and candidate ids; the `cand_*` arrays map candidate
+    id -> interned key / content / class (class -1: none); `pos_*` are per query. A candidate is dropped
+    for the first reason that applies; "above_margin" means `score > pos_score + margin` (strictly).
+    """
+    valid = cand >= 0
+    c = np.where(valid, cand, 0)
+    reason = np.full(cand.shape, -1, np.int64)
+    checks = [
+        cand_key[c] == pos_key[:, None],
+        cand_content[c] == pos_content[:, None],
+        (cand_class[c] == pos_class[:, None]) & (pos_class[:, None] >= 0) if filter_class else None,
+        scores > (pos_score[:, None] + margin) if margin is not None else None,
+    ]
+    for code, hit in enumerate(checks):
+        if hit is not None:
+            reason[(reason == -1) & hit] = code
+    reason[~valid] = -2
+    return reason
+
+
+def pick(
+    kept: np.ndarray, strategy: str, n: int, rank_start: int = 1, rank_end: int = 1, seed: int | None = None
+) -> np.ndarray:
+    """Positions (into one query's best-first candidate list) of the negatives to write, best first."""
+    positions = np.flatnonzero(kept)
+    if strategy == "top":
+        return positions[:n]
+    if strategy == "range":
+        return positions[rank_start - 1 : rank_end][:n]
+    if strategy == "sample":
+        if len(positions) <= n:
+            return positions
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(positions, size=n, replace=False))
+    raise ConfigError(f"mine.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def row_seed(seed: int, source: str, row: int) -> list[int]:
+    """Seed of one row's draw: independent of the order rows are mined in and of the process count."""
+    return [seed, zlib.crc32(source.encode()), row]
+
+
+@dataclass
+class MineStats:
+    """What mining did, for the report."""
+
+    queries: int = 0
+    rows_written: int = 0
+    rows_short: int = 0
+    rows_dropped: int = 0
+    retrieved: int = 0
+    filtered: Counter = field(default_factory=Counter)
+    pos_scores: list[float] = field(default_factory=list)
+    neg_scores: list[float] = field(default_factory=list)
+    dropped_scores: list[float] = field(default_factory=list)  # candidates above the margin
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped_rows: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "rows_written": self.rows_written,
+            "rows_short": self.rows_short,
+            "rows_dropped": self.rows_dropped,
+            "retrieved": self.retrieved,
+            "filtered": {r: int(self.filtered.get(r, 0)) for r in REASONS},
+            "per_source": self.per_source,
+            "skipped_rows": len(self.skipped_rows),
+        }
+
+
+class _Paths:
+    """Image paths as written: relative to the output image root when under it, else absolute."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.path.abspath(root)
+
+    def __call__(self, path: str, base: str | os.PathLike = ".") -> str:
+        if not path:
+            return ""
+        full = os.path.abspath(os.path.join(base, path))
+        if full.startswith(self.root + os.sep):
+            return os.path.relpath(full, self.root)
+        return full
+
+
+def _absolute(item: Item, base: str | os.PathLike = ".") -> Item:
+    """The item with its image as an absolute path, so the same file compares equal from any corpus
+    (training items hold paths as the readers resolved them; an image folder's are relative to it)."""
+    return Item(item.text, os.path.abspath(os.path.join(base, item.image))) if item.image else item
+
+
+def _side_path(side: Side) -> str:
+    return side.images[0] if side.images else ""
+
+
+def mine_negatives(
+    cfg: Config,
+    sources: list[PairSource],
+    rows: Any,
+    qry_vectors: torch.Tensor,
+    pos_vectors: torch.Tensor,
+    pos_items: list[Item],
+    cand_vectors: torch.Tensor,
+    cand_table: pa.Table,
+    cand_members: dict[str, list[int]] | None,
+) -> tuple[dict[str, pa.Table], MineStats]:
+    """The mined tables per source (MMEB-train columns) and the statistics. Pure computation."""
+    m = cfg.mine
+    stats = MineStats()
+    keys, contents, classes = Interner(), Interner(), Interner()
+    cand_items = [
+        Item(t, i)
+        for t, i in zip(cand_table.column("text").to_pylist(), cand_table.column("image").to_pylist())
+    ]
+    cand_labels = cand_table.column("label").to_pylist()
+    cand_key = keys(cand_table.column("key").to_pylist())
+    cand_base = read_manifest(m.corpus_dir).get("image_root", ".") if m.corpus_dir else "."
+    cand_content = contents([content_of(_absolute(it, cand_base)) for it in cand_items])
+    cand_class = classes([class_of(it, lbl) for it, lbl in zip(cand_items, cand_labels)])
+    device = resolve_device(m.device)
+    image_root_out = cfg.data.image_root or cfg.data.mmeb_train_dir or "."
+    out_path = _Paths(image_root_out)
+    tables: dict[str, pa.Table] = {}
+    for src in sources:
+        src_rows, q_idx, p_idx = rows.rows[src.name], rows.qry[src.name], rows.pos[src.name]
+        stats.queries += len(src_rows)
+        if not len(src_rows):
+            continue
+        members = np.asarray(cand_members[src.name], np.int64) if cand_members is not None else None
+        pool = cand_vectors[torch.from_numpy(members)] if members is not None else cand_vectors
+        q = qry_vectors[torch.from_numpy(q_idx)]
+        p = pos_vectors[torch.from_numpy(p_idx)]
+        pos_score = (q.double() * p.double()).sum(1).float().numpy()
+        scores, idx = topk(
+            q,
+            pool,
+            m.top_k,
+            backend=m.backend,
+            device=device,
+            query_block=m.query_block,
+            corpus_block=m.corpus_block,
+        )
+        scores, idx = scores.numpy(), idx.numpy()
+        if members is not None:
+            idx = np.where(idx >= 0, members[np.clip(idx, 0, None)], -1)
+        pos = [pos_items[i] for i in p_idx]
+        reason = filter_candidates(
+            scores,
+            idx,
+            cand_key,
+            cand_content,
+            cand_class,
+            keys([item_key(it) for it in pos]),
+            contents([content_of(_absolute(it)) for it in pos]),
+            classes([class_of(it, lbl) for it, lbl in zip(pos, rows.pos_label[src.name])]),
+            pos_score,
+            m.margin,
+            m.filter_class,
+        )
+        stats.retrieved += int((reason != -2).sum())
+        for code, name in enumerate(REASONS):
+            stats.filtered[name] += int((reason == code).sum())
+        stats.dropped_scores += scores[reason == REASONS.index("above_margin")].tolist()
+        columns: dict[str, list] = {c: [] for c in ("qry", "qry_image_path", "pos_text", "pos_image_path")}
+        columns.update(neg_text=[], neg_image_path=[], neg_score=[], pos_score=[], source_row=[])
+        written = short = 0
+        for j, r in enumerate(src_rows.tolist()):
+            chosen = pick(
+                reason[j] == -1,
+                m.strategy,
+                m.num_negatives,
+                m.rank_start,
+                m.rank_end,
+                row_seed(m.seed, src.name, r),
+            )
+            if len(chosen) < m.num_negatives:
+                short += 1
+                if not m.keep_short:
+                    continue
+            rec = src.record(r)
+            negs = [cand_items[int(idx[j, c])] for c in chosen]
+            columns["qry"].append(rec.qry.text)
+            columns["qry_image_path"].append(out_path(_side_path(rec.qry)))
+            columns["pos_text"].append(rec.pos.text)
+            columns["pos_image_path"].append(out_path(_side_path(rec.pos)))
+            columns["neg_text"].append([n.text for n in negs])
+            columns["neg_image_path"].append([out_path(n.image, cand_base) for n in negs])
+            columns["neg_score"].append([float(scores[j, c]) for c in chosen])
+            columns["pos_score"].append(float(pos_score[j]))
+            columns["source_row"].append(r)
+            stats.neg_scores += [float(scores[j, c]) for c in chosen]
+            written += 1
+        stats.pos_scores += pos_score.tolist()
+        stats.rows_written += written
+        stats.rows_short += short
+        stats.rows_dropped += 0 if m.keep_short else short
+        stats.per_source[src.name] = {"rows": len(src_rows), "written": written, "short": short}
+        tables[src.name] = pa.table(
+            columns,
+            schema=pa.schema(
+                [(c, pa.string()) for c in ("qry", "qry_image_path", "pos_text", "pos_image_path")]
+                + [("neg_text", pa.list_(pa.string())), ("neg_image_path", pa.list_(pa.string()))]
+                + [
+                    ("neg_score", pa.list_(pa.float32())),
+                    ("pos_score", pa.float32()),
+                    ("source_row", pa.int64()),
+                ]
+            ),
+        )
+    return tables, stats
+
+
+def training_overrides(cfg: Config) -> list[str]:
+    """The overrides that train on the mined files (printed in the report)."""
+    out = Path(cfg.mine.output_dir) / "train"
+    root = cfg.data.image_root or cfg.data.mmeb_train_dir
+    flags = [f"--data.mmeb_train_dir={out}", "--data.pairs=[]"]
+    if root:
+        flags.append(f"--data.image_root={os.path.abspath(root)}")
+    flags += [f"--data.num_hard_negatives={cfg.mine.num_negatives}", "--train.hard_negatives=true"]
+    return flags
+
+
+def run_mine(cfg: Config) -> MineStats | None:
+    """Entry point of `vlm2vec mine`: embed the training queries and targets (resumable, sharded), mine
+    on the main process, write the MMEB-train files and the report. Returns the stats on the main process."""
+    from .report import write_report
+
+    m = cfg.mine
+    check_config(m)
+    state = process_state()
+    sources, corpora, rows = read_train_corpora(cfg.data, ("qry", "tgt"), label_column=m.label_column)
+    model = load_model(cfg, state)
+    out = Path(m.output_dir)
+    if state.is_main_process:
+        save_config(cfg, out / "config.yaml")
+    ecfg = cfg.embed
+    if not ecfg.cache_dir:
+        ecfg = dataclasses.replace(ecfg, cache_dir=str(out / "embeddings" / "cache"))
+    folders = {
+        s: embed_corpus(model, corpora[s], out / "embeddings" / s, ecfg, state=state) for s in ("qry", "tgt")
+    }
+    stats = None
+    if state.is_main_process:
+        qv, _, _ = read_store(folders["qry"])
+        tv, tt, _ = read_store(folders["tgt"])
+        if m.corpus_dir:
+            cv, ct, _ = read_store(m.corpus_dir)
+            members = None
+        else:
+            cv, ct = tv, tt
+            members = {k: list(v) for k, v in corpora["tgt"].members.items()} if m.scope == "source" else None
+        tables, stats = mine_negatives(cfg, sources, rows, qv, tv, corpora["tgt"].items, cv, ct, members)
+        stats.skipped_rows = rows.skipped
+        for name, table in tables.items():
+            with atomic_path(out / "train" / name / f"{cfg.data.split}-00000-of-00001.parquet") as tmp:
+                pq.write_table(table, tmp)
+        atomic_write_json(out / "mine.json", {"settings": dataclasses.asdict(m), "stats": stats.as_dict()})
+        write_report(out, stats, cfg, training_overrides(cfg))
+        print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
+    wait = getattr(state, "wait_for_everyone", None)
+    if state.num_processes > 1 and wait is not None:
+        wait()
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`vlm2vec mine --config FILE [--mine.num_negatives=3 --mine.strategy=range ...]`."""
+    import sys
+
+    cfg, _ = parse_cli(sys.argv[1:] if argv is None else argv)
+    run_mine(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
