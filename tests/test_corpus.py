@@ -284,6 +284,28 @@ def test_embed_killed_mid_run_and_resumed_gives_the_uninterrupted_vectors(tmp_pa
     assert content_of(corpus.items[0]) != content_of(corpus.items[1])
 
 
+def test_a_replaced_image_is_encoded_afresh_and_the_rest_comes_from_the_cache(
+    tmp_path, tiny_model, monkeypatch
+):
+    for i, c in enumerate(["red", "green", "blue"]):
+        _image(tmp_path / "imgs" / "cls" / f"{i}.png", c, (32 + 4 * i, 40))
+    ecfg = EmbedConfig(batch_size=1, chunk_items=1)
+    corpus = image_folder_corpus(tmp_path / "imgs", "<|image_1|>")
+    embed_corpus(tiny_model, corpus, tmp_path / "out", ecfg)
+    before, _, _ = read_store(tmp_path / "out")
+    encoded = []
+    encode = tiny_model.encode
+    monkeypatch.setattr(tiny_model, "encode", lambda x: encoded.append(len(x["input_ids"])) or encode(x))
+    embed_corpus(tiny_model, corpus, tmp_path / "out", ecfg)
+    assert encoded == []  # unchanged files: up to date
+    _image(tmp_path / "imgs" / "cls" / "1.png", "yellow", (36, 40))  # same path, new content
+    embed_corpus(tiny_model, image_folder_corpus(tmp_path / "imgs", "<|image_1|>"), tmp_path / "out", ecfg)
+    after, _, _ = read_store(tmp_path / "out")
+    assert encoded == [1]  # only the replaced image
+    assert torch.equal(before[0], after[0]) and torch.equal(before[2], after[2])
+    assert not torch.allclose(before[1], after[1])
+
+
 @pytest.mark.slow
 def test_two_process_embed_and_mine_equal_one_process(tmp_path, tiny_qwen_dir):
     from vlm2vec.testing.synthetic import write_synthetic_mmeb_train

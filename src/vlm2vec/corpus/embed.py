@@ -9,6 +9,8 @@ and one process, several processes and a resumed run give bitwise the same vecto
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -53,16 +55,24 @@ def embed_corpus(
     model.eval()
     fingerprint = fingerprint or model_fingerprint(model)
     corpus_id = corpus.corpus_id
+    stamps = corpus.image_stamps()  # a replaced image file: its item is encoded afresh, the folder rewritten
+    images_id = hashlib.sha1("\n".join(f"{p}:{s}" for p, s in sorted(stamps.items())).encode()).hexdigest()[
+        :16
+    ]
     try:
         manifest = read_manifest(folder)
     except ValueError:
         manifest = {}
-    if manifest.get("model_fingerprint") == fingerprint and manifest.get("corpus_id") == corpus_id:
+    if (
+        manifest.get("model_fingerprint") == fingerprint
+        and manifest.get("corpus_id") == corpus_id
+        and manifest.get("images_id") == images_id
+    ):
         logger.info("embed: %s is up to date (%d items)", folder, len(corpus))
         return folder
     cache_dir = Path(ecfg.cache_dir) if ecfg.cache_dir else folder / "cache"
     cache = RepCache.for_dataset(cache_dir, fingerprint, f"corpus-{corpus_id}", corpus.side)
-    plan = plan_encoding(corpus.items, ecfg.batch_size, cache)
+    plan = plan_encoding(corpus.items, ecfg.batch_size, cache, image_stamps=stamps)
     done = len(corpus) - plan.num_todo_items
     if done and state.is_main_process:
         logger.info("embed: resuming, %d of %d items already in %s", done, len(corpus), cache.folder)
@@ -81,6 +91,7 @@ def embed_corpus(
         meta = {
             "model_fingerprint": fingerprint,
             "corpus_id": corpus_id,
+            "images_id": images_id,
             "side": corpus.side,
             "corpus": corpus.name,
             "image_root": str(corpus.image_root),
@@ -118,7 +129,8 @@ def process_state() -> ProcessState:
 def load_model(cfg: Config, state: ProcessState) -> Any:
     from ..evaluation.runner import load_model_for_eval
 
-    return load_model_for_eval(cfg.model).to(state.device)
+    model, _ = load_model_for_eval(cfg.model)  # a saved folder's own settings, as evaluate.py uses them
+    return model.to(state.device)
 
 
 def run_embed(cfg: Config) -> Path:
@@ -128,7 +140,7 @@ def run_embed(cfg: Config) -> Path:
     model = load_model(cfg, state)
     out = Path(cfg.embed.output_dir)
     if state.is_main_process:
-        save_config(cfg, out / "config.yaml")
+        save_config(dataclasses.replace(cfg, model=model.cfg), out / "config.yaml")  # what ran
     embed_corpus(model, corpus, out, cfg.embed, state=state)
     if state.is_main_process:
         print(f"embedded {len(corpus)} items into {out}")

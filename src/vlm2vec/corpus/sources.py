@@ -24,6 +24,7 @@ from ..data.mmeb_train import subset_files
 from ..data.pairs import read_table
 from ..errors import UserError
 from ..evaluation.items import Item, item_key
+from ..evaluation.mmeb_eval import file_stamp
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SIDES = ("qry", "tgt", "neg")
@@ -75,6 +76,14 @@ class Corpus:
         under the same root -> same folder; two image folders with equal relative names never share)."""
         root = str(self.image_root.resolve())
         return hashlib.sha1("\n".join([root, *self.keys]).encode()).hexdigest()[:16]
+
+    def image_stamps(self) -> dict[str, str]:
+        """Image path -> "size:mtime_ns": a replaced image file gives new cache keys (as in evaluation)."""
+        stamps: dict[str, str] = {}
+        for item in self.items:
+            if item.image and item.image not in stamps:
+                stamps[item.image] = file_stamp(self.image_root / item.image) or "missing"
+        return stamps
 
     def table(self) -> pa.Table:
         """The metadata table written beside the vectors (row i <-> vector i)."""

@@ -220,17 +220,22 @@ def check_images(ds: EvalDataset) -> None:
         ):
             if not path or path in stamps:
                 continue
-            try:
-                st = os.stat(ds.image_root / path)
-                ok = stat.S_ISREG(st.st_mode)
-            except OSError:
-                ok = False
-            if not ok:
+            stamp = file_stamp(ds.image_root / path)
+            if stamp is None:
                 raise DatasetError(
                     f"dataset {ds.name!r}, row {row}, column {column!r}: image {path!r} not found under "
                     f"{str(ds.image_root)!r}"
                 )
-            stamps[path] = f"{st.st_size}:{st.st_mtime_ns}"
+            stamps[path] = stamp
+
+
+def file_stamp(path: str | os.PathLike) -> str | None:
+    """ "size:mtime_ns" of a regular file (the image part of a cache key), None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
 
 
 def load_eval_dataset(
