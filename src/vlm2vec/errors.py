@@ -30,4 +30,30 @@ class ResumeError(UserError, ValueError):
     """`--resume` cannot continue this run exactly (changed settings, nothing to resume, missing state)."""
 
 
-__all__ = ["USER_ERROR_EXIT", "CheckpointError", "ModelLoadError", "ResumeError", "UserError"]
+class DataError(UserError, ValueError):
+    """A training data file or folder cannot be used as configured; the message names the file."""
+
+
+def user_message(exc: BaseException) -> str:
+    """The one-line message of an expected error. An error raised in a DataLoader worker arrives
+    re-raised by torch with the worker's whole traceback as its message; keep only the original
+    message (the text after the last `module.Class: ` line of that traceback)."""
+    text = str(exc)
+    if text.startswith("Caught ") and "DataLoader worker" in text:
+        cls = type(exc)
+        marker = f"{cls.__module__}.{cls.__qualname__}: "
+        at = text.rfind(marker)
+        if at >= 0:
+            text = text[at + len(marker) :]
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+__all__ = [
+    "USER_ERROR_EXIT",
+    "CheckpointError",
+    "DataError",
+    "ModelLoadError",
+    "ResumeError",
+    "UserError",
+    "user_message",
+]
