@@ -3,6 +3,7 @@
 Used by the test-suite and the CPU demo; nothing here downloads anything.
 """
 
+from .demo_assets import prepare_demo_assets
 from .grad_order import gradient_ready_order
 from .synthetic import (
     DEFAULT_EVAL_DATASETS,
@@ -25,6 +26,7 @@ __all__ = [
     "TINY_BUILDERS",
     "gradient_ready_order",
     "make_tiny_checkpoint",
+    "prepare_demo_assets",
     "tiny_model_config",
     "train_byte_level_tokenizer",
     "write_synthetic_mmeb_eval",
