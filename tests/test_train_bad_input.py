@@ -100,7 +100,7 @@ def test_missing_image_stops_training_naming_source_row_and_path(tmp_path, tiny_
     data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)])
     cfg = _config(tmp_path / "run", tiny_qwen_dir, data, max_steps=4)
     with pytest.raises(
-        BadRowError, match=r"source 'mypairs' row 5: image file not found \(path: .*missing/five.png\)"
+        BadRowError, match=r"source 'mypairs' row 6: image file not found \(path: .*missing/five.png\)"
     ):
         train(cfg)
 

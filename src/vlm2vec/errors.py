@@ -34,6 +34,10 @@ class DataError(UserError, ValueError):
     """A training data file or folder cannot be used as configured; the message names the file."""
 
 
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A configured data file or folder does not exist; the message names it."""
+
+
 def user_message(exc: BaseException) -> str:
     """The one-line message of an expected error. An error raised in a DataLoader worker arrives
     re-raised by torch with the worker's whole traceback as its message; keep only the original
@@ -52,6 +56,7 @@ __all__ = [
     "USER_ERROR_EXIT",
     "CheckpointError",
     "DataError",
+    "DataNotFoundError",
     "ModelLoadError",
     "ResumeError",
     "UserError",

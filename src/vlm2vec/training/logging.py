@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ class MetricsLogger:
             id_file = out / WANDB_ID_FILE
             run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
             if run_id is None:
-                run_id = wandb.util.generate_id()
+                run_id = secrets.token_hex(4)  # wandb ids: lowercase letters and digits
                 atomic_write_text(id_file, run_id + "\n")
             self._wandb = wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "vlm2vec"),

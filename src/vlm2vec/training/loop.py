@@ -375,7 +375,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
                 )
                 raise NonFiniteLossError(
                     f"step {step + 1}: loss {loss_value}, grad norm {norm_value}: stopping; rows "
-                    f"{batch['rows'][:8]}{'...' if len(batch['rows']) > 8 else ''}; nothing from this step "
+                    f"{[(src, r + 1) for src, r in batch['rows'][:8]]}{'...' if len(batch['rows']) > 8 else ''}; nothing from this step "
                     f"was saved, last good checkpoint: {last or 'none'}"
                 )
             lr = scheduler.get_last_lr()[0]
