@@ -168,3 +168,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
 
 
 __all__ = ["COMMANDS", "Command", "config_help", "main", "run_command", "run_config_command"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
