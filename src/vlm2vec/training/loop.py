@@ -200,10 +200,12 @@ def _plan_start(cfg: Config, num_processes: int) -> _Plan:
             f"--resume: {out} holds no complete checkpoint; start without --resume "
             "(or use --resume-if-present, which starts when there is nothing to resume)"
         )
-    changes = check_changes(state.get("run"), run_definition(cfg, num_processes), allowed, checkpoint)
     step = int(state["step"])
-    if step >= t.max_steps and finished and "train.max_steps" not in changes:
-        return _Plan(checkpoint, state, changes, finished=True)
+    stored_max = (state.get("run") or {}).get("train.max_steps", t.max_steps)
+    if finished and not (step >= stored_max and t.max_steps > step and "train.max_steps" in allowed):
+        # final/ exists only once max_steps was reached; only a longer run from its last step goes on
+        return _Plan(checkpoint, state, finished=True)
+    changes = check_changes(state.get("run"), run_definition(cfg, num_processes), allowed, checkpoint)
     if step > t.max_steps:
         raise ResumeError(f"{checkpoint} is at step {step}, past train.max_steps={t.max_steps}")
     return _Plan(checkpoint, state, changes)
@@ -244,7 +246,8 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     accelerator.wait_for_everyone()
     plan = _plan_start(cfg, accelerator.num_processes)
     if plan.finished:
-        step = int(plan.state["step"]) if plan.state else t.max_steps
+        stored = (plan.state or {}).get("run") or {}
+        step = int(stored.get("train.max_steps", t.max_steps))
         logger.info("run in %s is already finished (step %d); model in %s", out, step, out / "final")
         return TrainResult(out, step, None, out / "final", 0, finished_before=True)
     resume_from = plan.checkpoint
