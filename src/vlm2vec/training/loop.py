@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, save_config, to_dict, validate_config
 from ..data import build_sources, build_train_loader
-from ..errors import ResumeError, UserError
+from ..errors import ModelLoadError, ResumeError, UserError
 from ..gradcache import GradCache
 from ..losses import ContrastiveLoss
 from ..model import EmbeddingModel, move_batch
@@ -208,6 +208,8 @@ def _plan_start(cfg: Config, num_processes: int) -> _Plan:
     changes = check_changes(state.get("run"), run_definition(cfg, num_processes), allowed, checkpoint)
     if step > t.max_steps:
         raise ResumeError(f"{checkpoint} is at step {step}, past train.max_steps={t.max_steps}")
+    if step == t.max_steps:
+        logger.warning("%s is the last step, but final/ was never exported: exporting it now", checkpoint)
     return _Plan(checkpoint, state, changes)
 
 
@@ -256,7 +258,10 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
 
     set_seed(t.seed)
     if model is None:
-        model = EmbeddingModel.from_config(cfg.model)
+        try:
+            model = EmbeddingModel.from_config(cfg.model)
+        except OSError as exc:  # a missing folder or file: the message names it
+            raise ModelLoadError(f"cannot load the model: {exc}") from exc
     model.train()
     trainable_only = model.is_lora
     optimizer, scheduler = _build_optimizer_and_scheduler(model, cfg, accelerator)
