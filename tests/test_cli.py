@@ -132,6 +132,7 @@ def test_parse_cli_reports_explicit_keys_and_keeps_unpacking(tmp_path):
     assert cfg is parsed.config and overrides == parsed.overrides
     assert parsed.explicit == {"train.seed", "data.pairs", "model.lora", "train.allow_changed"}
     assert cfg.train.allow_changed == ["train.lr", "train.seed"]
+    assert parse_cli(["--allow-changed=*"]).config.train.allow_changed == ["*"]
     assert parsed.sources["train.seed"] == f"{path}:2"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -588,7 +589,7 @@ def split_cli(argv: list[str]) -> tuple[str | None, list[str], set[str]]:
             overrides.append(FLAG_OVERRIDES[arg])
         elif arg.startswith("--allow-changed="):
             keys = [k.strip() for k in arg.split("=", 1)[1].split(",") if k.strip()]
-            overrides.append(f"--train.allow_changed=[{', '.join(keys)}]")
+            overrides.append(f"--train.allow_changed=[{', '.join(json.dumps(k) for k in keys)}]")
         elif arg in ACTION_FLAGS:
             flags.add("--help" if arg == "-h" else arg)
         else:
