@@ -16,7 +16,7 @@ import pytest
 from vlm2vec import cli
 from vlm2vec.config import Config, ConfigError, PairSourceConfig, load_config, parse_cli
 from vlm2vec.data import BadRowError, read_pairs
-from vlm2vec.errors import user_message
+from vlm2vec.errors import unwrap_worker_error, user_message
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,6 +179,8 @@ def test_worker_traceback_message_is_reduced_to_the_original_line():
         wrapper.reraise()
     assert "Traceback" in str(err.value)
     assert user_message(err.value) == "source 'mine' row 5: image file not found (path: /data/x.png)"
+    again = unwrap_worker_error(err.value)
+    assert type(again) is BadRowError and str(again) == user_message(err.value)
 
 
 def test_no_product_module_imports_the_test_kit():

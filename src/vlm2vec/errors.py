@@ -52,6 +52,18 @@ def user_message(exc: BaseException) -> str:
     return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
+def unwrap_worker_error(exc: UserError) -> UserError:
+    """The same error class with only its original message (see `user_message`), for errors that
+    crossed from a DataLoader worker; `exc` itself when it cannot be rebuilt from a message."""
+    message = user_message(exc)
+    if message == str(exc):
+        return exc
+    try:
+        return type(exc)(message)
+    except Exception:
+        return exc
+
+
 __all__ = [
     "USER_ERROR_EXIT",
     "CheckpointError",
@@ -60,5 +72,6 @@ __all__ = [
     "ModelLoadError",
     "ResumeError",
     "UserError",
+    "unwrap_worker_error",
     "user_message",
 ]

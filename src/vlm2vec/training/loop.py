@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, save_config, to_dict, validate_config
 from ..data import build_sources, build_train_loader
-from ..errors import ModelLoadError, ResumeError, UserError
+from ..errors import ModelLoadError, ResumeError, UserError, unwrap_worker_error
 from ..gradcache import GradCache
 from ..losses import ContrastiveLoss
 from ..model import EmbeddingModel, move_batch
@@ -359,7 +359,10 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     try:
         batches = iter(loader)
         while step < stop_at:
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except UserError as exc:  # from a worker: its message is the worker's whole traceback
+                raise unwrap_worker_error(exc) from None
             data_time = watch.lap()
             loss = grad_cache.step(
                 model,
