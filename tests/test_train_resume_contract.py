@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,9 @@ def test_tensorboard_and_wandb_continue_the_same_run_after_resume(tmp_path, monk
     for step in (1, 2, 3):
         log.log(step, {"loss": float(step)})
     log.close()
+    # event files are read in name order, and names start with the second they were opened in (a
+    # resumed process is seconds later; in one process the counter after it would sort "10" < "9")
+    time.sleep(1.1)
     log = MetricsLogger(tmp_path, report_to="tensorboard", resume_step=2)  # killed after step 3
     for step in (3, 4):
         log.log(step, {"loss": 10.0 + step})
