@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -257,4 +258,5 @@ def test_tensorboard_and_wandb_continue_the_same_run_after_resume(tmp_path, monk
         log.close()
     run_id = (tmp_path / "w" / "wandb_run_id").read_text().strip()
     runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs)
+    # wandb names them offline-run-<time>-<id>, adding -1 when two start in the same second
+    assert len(runs) == 2 and all(re.search(rf"-{run_id}(-\d+)?$", r.name) for r in runs), runs
