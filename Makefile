@@ -24,7 +24,9 @@ test: install lint
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# prepare the demo's assets (tiny model, synthetic data under .demo/), then evaluate, train, evaluate
 demo: install
+	$(PY) scripts/prepare_demo.py
 	$(PY) scripts/demo.py
 
 bench: install

@@ -1,15 +1,17 @@
 """Evaluate an embedding model on MMEB: `python evaluate.py --config configs/eval/mmeb.yaml [--model.path=...]
 [--eval.data_dir=...] [--eval.meta_tasks=[VQA]]`.
 
-Several processes: `torchrun --nproc_per_node N evaluate.py ...` (or accelerate launch). See
-docs/evaluation.md.
+The same as `vlm2vec eval ...`; `--help` lists every config key; `evaluate.py --compare RUN_A RUN_B`
+is `vlm2vec compare RUN_A RUN_B`. Several processes: `torchrun
+--nproc_per_node N evaluate.py ...` (or accelerate launch). See docs/evaluation.md.
 """
 
 import sys
 
-from vlm2vec.config import parse_cli
-from vlm2vec.evaluation import run_evaluation
+from vlm2vec.cli import main
 
 if __name__ == "__main__":
-    cfg, _ = parse_cli(sys.argv[1:])
-    run_evaluation(cfg)
+    args = sys.argv[1:]
+    if args[:1] == ["--compare"]:  # evaluate.py --compare RUN_A RUN_B [...] = vlm2vec compare ...
+        sys.exit(main(["compare", *args[1:]]))
+    sys.exit(main(["eval", *args], prog="evaluate.py"))

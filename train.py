@@ -1,14 +1,12 @@
 """Train an embedding model: `python train.py --config configs/train/demo.yaml [--train.lr=1e-4 ...] [--resume]`.
 
-Distributed: `accelerate launch --config_file configs/accelerate/multi_gpu.yaml train.py --config ...`
-(or torchrun). See docs/training.md.
+The same as `vlm2vec train ...`; `--help` lists every config key. Distributed: `accelerate launch
+--config_file configs/accelerate/multi_gpu.yaml train.py --config ...` (or torchrun). See docs/training.md.
 """
 
 import sys
 
-from vlm2vec.config import parse_cli
-from vlm2vec.training import run
+from vlm2vec.cli import main
 
 if __name__ == "__main__":
-    cfg, _ = parse_cli(sys.argv[1:])
-    run(cfg)
+    sys.exit(main(["train", *sys.argv[1:]], prog="train.py"))

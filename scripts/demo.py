@@ -13,6 +13,7 @@ Everything runs on the CPU from local files made here (nothing is downloaded):
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -31,8 +32,8 @@ def main(argv: list[str]) -> int:
     from vlm2vec import EmbeddingModel
     from vlm2vec.config import load_config
     from vlm2vec.evaluation import evaluate_model, format_table
+    from vlm2vec.testing import prepare_demo_assets
     from vlm2vec.training import run
-    from vlm2vec.training.demo import prepare_demo_assets
 
     cfg = load_config(ROOT / "configs/train/demo.yaml", argv)
     t0 = time.time()
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
     print(format_table(before, per_dataset=False))
 
     print(f"\n[demo] 2/3 training ({cfg.train.max_steps} steps, batch {cfg.train.per_device_batch_size})")
+    shutil.rmtree(cfg.train.output_dir, ignore_errors=True)  # the demo's own run folder: start afresh
     result = run(cfg)
 
     print("\n[demo] 3/3 evaluating the trained model")
@@ -66,4 +68,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from vlm2vec.cli import run_command
+
+    sys.exit(run_command(lambda: main(sys.argv[1:])))

@@ -332,17 +332,21 @@ def test_two_process_embed_and_mine_equal_one_process(tmp_path, tiny_qwen_dir):
     assert all(r["encoded"] > 0 for r in ranks)  # both processes encoded part of the corpus
 
 
-def test_entry_points_parse_the_one_config_and_name_bad_keys(tmp_path):
-    from vlm2vec.config import ConfigError
+def test_entry_points_parse_the_one_config_and_name_bad_keys(tmp_path, capsys):
     from vlm2vec.corpus import embed, mine
 
-    with pytest.raises(ConfigError, match="mine.strategy: 'best'"):
-        mine.main(["--mine.strategy=best"])
-    with pytest.raises(ConfigError, match="mine.scope=source needs the training targets"):
-        mine.main([f"--mine.corpus_dir={tmp_path}"])
-    with pytest.raises(ConfigError, match="unknown config key 'mine.topk'"):
-        mine.main(["--mine.topk=3"])
-    with pytest.raises(CorpusError, match=f"image folder not found: {tmp_path / 'nope'}"):
-        embed.main(["--embed.source=images", f"--embed.path={tmp_path / 'nope'}"])
-    with pytest.raises(ConfigError, match="embed.source: 'video'"):
-        embed.main(["--embed.source=video"])
+    cases = [
+        (mine.main, ["--mine.strategy=best"], "mine.strategy: 'best'"),
+        (mine.main, [f"--mine.corpus_dir={tmp_path}"], "mine.scope=source needs the training targets"),
+        (mine.main, ["--mine.topk=3"], "unknown config key 'mine.topk'"),
+        (
+            embed.main,
+            ["--embed.source=images", f"--embed.path={tmp_path / 'nope'}"],
+            f"image folder not found: {tmp_path / 'nope'}",
+        ),
+        (embed.main, ["--embed.source=video"], "embed.source: 'video'"),
+    ]
+    for main, argv, message in cases:
+        assert main(argv) == 2, argv  # an expected error: exit status 2, one line on stderr
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (argv, err)

@@ -88,7 +88,7 @@ def test_missing_image_error_names_source_row_and_path(tmp_path, processor):
     )
     ds = PairDataset([read_pairs(cfg)])
     ds[0]
-    with pytest.raises(BadRowError, match=r"source 'mine' row 1: image file not found \(path: .*gone.png\)"):
+    with pytest.raises(BadRowError, match=r"source 'mine' row 2: image file not found \(path: .*gone.png\)"):
         ds[1]
 
 
@@ -96,7 +96,7 @@ def test_missing_image_error_crosses_dataloader_workers(tmp_path, processor):
     cfg = _pairs(tmp_path, ['{"q": "<|image_1|> b", "img": "gone.png", "t": "y"}'] * 2)
     data = DataConfig(pairs=[cfg], num_workers=1)
     loader, _ = build_train_loader(data, build_sources(data), processor, per_device_batch_size=2, max_steps=1)
-    with pytest.raises(BadRowError, match="source 'mine' row [01]: image file not found.*gone.png"):
+    with pytest.raises(BadRowError, match="source 'mine' row [12]: image file not found.*gone.png"):
         next(iter(loader))
 
 
@@ -110,9 +110,9 @@ def test_corrupt_image_and_placeholder_mismatch_are_bad_rows(tmp_path, processor
         ],
     )
     ds = PairDataset([read_pairs(cfg)])
-    with pytest.raises(BadRowError, match="row 0: cannot read image.*broken.png"):
+    with pytest.raises(BadRowError, match="row 1: cannot read image.*broken.png"):
         ds[0]
-    with pytest.raises(BadRowError, match="row 1: query: .*2 image placeholder"):
+    with pytest.raises(BadRowError, match="row 2: query: .*2 image placeholder"):
         ds[1]
 
 

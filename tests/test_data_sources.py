@@ -109,7 +109,7 @@ def test_pairs_missing_column_and_bad_json_are_named(tmp_path):
         read_pairs(PairSourceConfig(name="mine", path=str(path), qry_text="q", pos_text="t", qry_image="pic"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"q": "ok", "t": "x"}\n{not json\n')
-    with pytest.raises(ValueError, match="bad.jsonl: line 2"):
+    with pytest.raises(ValueError, match="bad.jsonl: line 2, column 2: not valid JSON"):
         read_pairs(PairSourceConfig(name="b", path=str(bad), qry_text="q", pos_text="t"))
 
 
@@ -118,7 +118,7 @@ def test_empty_query_text_is_a_bad_row_naming_source_and_row(tmp_path):
     path.write_text('{"q": "fine", "t": "x"}\n{"q": "  ", "t": "y"}\n')
     src = read_pairs(PairSourceConfig(name="mine", path=str(path), qry_text="q", pos_text="t"))
     src.record(0)
-    with pytest.raises(BadRowError, match="source 'mine' row 1: empty query text"):
+    with pytest.raises(BadRowError, match="source 'mine' row 2: empty query text"):
         src.record(1)
 
 

@@ -6,8 +6,8 @@ from dataclasses import asdict
 import pytest
 import yaml
 
-from vlm2vec.config import Config, ConfigError, EvalConfig, ModelConfig
-from vlm2vec.evaluation import explicit_keys, resolve_model_config
+from vlm2vec.config import Config, ConfigError, EvalConfig, ModelConfig, explicit_keys
+from vlm2vec.evaluation import resolve_model_config
 
 SAVED = ModelConfig(
     backbone="phi3_v", path="/base", max_length=40, num_crops=3, normalize=False, temperature=0.05
@@ -25,13 +25,13 @@ def test_explicit_keys_from_yaml_file_and_overrides(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("model:\n  path: x\n  dtype: bfloat16\neval:\n  data_dir: d\n")
     keys = explicit_keys(file, ["--model.max_length=128", "--eval.ties=strict", "--model={num_crops: 2}"])
-    assert keys == {
+    # a mapping flag replaces the whole section (the file's model keys and the earlier flag are gone)
+    assert keys == {"eval.data_dir", "eval.ties", "model.num_crops"}
+    assert explicit_keys(file, ["--model.max_length=128"]) == {
         "model.path",
         "model.dtype",
         "eval.data_dir",
         "model.max_length",
-        "eval.ties",
-        "model.num_crops",
     }
     assert explicit_keys(None, []) == set()
 

@@ -4,14 +4,15 @@ non-finite loss that stops the run without touching the last good checkpoint."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
-from vlm2vec.config import Config, DataConfig, PairSourceConfig, TrainConfig
-from vlm2vec.data import BadRowError
+from vlm2vec import cli
+from vlm2vec.config import Config, DataConfig, PairSourceConfig, TrainConfig, save_config
 from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
 from vlm2vec.training import NonFiniteLossError, latest_checkpoint, list_checkpoints, train
@@ -96,13 +97,19 @@ def _pairs_with_missing_image(folder: Path) -> PairSourceConfig:
     return PairSourceConfig(name="mypairs", path=str(path), qry_text="q", qry_image="img", pos_text="t")
 
 
-def test_missing_image_stops_training_naming_source_row_and_path(tmp_path, tiny_qwen_dir):
-    data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)])
-    cfg = _config(tmp_path / "run", tiny_qwen_dir, data, max_steps=4)
-    with pytest.raises(
-        BadRowError, match=r"source 'mypairs' row 5: image file not found \(path: .*missing/five.png\)"
-    ):
-        train(cfg)
+def test_missing_image_in_a_worker_prints_one_line_naming_source_row_and_path(
+    tmp_path, tiny_qwen_dir, capsys
+):
+    data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)], num_workers=1)
+    config = save_config(_config(tmp_path / "run", tiny_qwen_dir, data, max_steps=4), tmp_path / "c.yaml")
+    assert cli.main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err  # besides progress bars (weights loading, steps)
+    assert "Traceback" not in err and "DataLoader worker" not in err, err
+    (line,) = [x for x in err.splitlines() if "error" in x.lower()]
+    assert re.fullmatch(
+        r"error: source 'mypairs' row 6: image file not found \(path: .*missing/five.png\)", line
+    ), line
+    assert not (tmp_path / "run" / "final").exists()
 
 
 def test_skip_bad_rows_finishes_and_counts_the_skipped_rows(tmp_path, tiny_qwen_dir):

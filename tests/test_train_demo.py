@@ -21,7 +21,7 @@ CHANCE = 10.0
 
 @pytest.mark.slow
 def test_demo_config_learns_far_above_chance(tmp_path):
-    # the demo config as shipped, with its .demo/ paths moved into tmp_path (created by prepare_demo)
+    # the demo config as shipped, with its .demo/ paths moved into tmp_path (assets: prepare_demo.py)
     overrides = [
         f"--model.path={tmp_path / 'tiny-qwen2vl'}",
         f"--data.mmeb_train_dir={tmp_path / 'mmeb-train'}",
@@ -30,6 +30,9 @@ def test_demo_config_learns_far_above_chance(tmp_path):
         "--train.report_to=none",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    prepare = [sys.executable, "scripts/prepare_demo.py", "--config", "configs/train/demo.yaml", *overrides]
+    proc = subprocess.run(prepare, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
     proc = subprocess.run(
         [sys.executable, "train.py", "--config", "configs/train/demo.yaml", *overrides],
         cwd=ROOT,

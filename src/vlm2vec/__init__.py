@@ -6,9 +6,21 @@ reps = model.embed(["<|image_1|> Represent the given image.", "a red circle"], [
 """
 
 from .config import Config, ConfigError, DataConfig, EvalConfig, ModelConfig, TrainConfig, load_config
-from .model import EmbeddingModel, last_token_pool, load_processor
 
 __version__ = "0.1.0"
+
+_FROM_MODEL = ("EmbeddingModel", "last_token_pool", "load_processor")
+
+
+def __getattr__(name: str):
+    """The model API is imported on first use: `import vlm2vec.cli` (e.g. for `--help`) must not
+    import torch."""
+    if name in _FROM_MODEL:
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'vlm2vec' has no attribute {name!r}")
+
 
 __all__ = [
     "Config",

@@ -4,13 +4,17 @@ One config system for the whole project. Every entry point (train.py, evaluate.p
 `Config` with `load_config(path, overrides)`; every output folder gets the resolved config written
 beside it with `save_config`, so any run can be reproduced from its folder alone.
 
-Unknown keys and values of the wrong type raise `ConfigError`, which names the key and lists the
-valid ones.
+Unknown keys (with a did-you-mean), values of the wrong type and out-of-range numbers raise
+`ConfigError`, which names the key and where it was set: `file:line` for a YAML key, the flag for a
+command-line override. `parse_cli` also reports which keys were set explicitly (`ParsedCLI.explicit`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
+import math
 import os
 import re
 import types
@@ -25,7 +29,12 @@ from .errors import UserError
 
 
 class ConfigError(UserError, ValueError):
-    """A configuration key or value is invalid; the message names the key."""
+    """A configuration key or value is invalid; the message names the key (and, once located by
+    `load_config`, the file:line or flag that set it). `key`: the dotted key, when there is one."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -140,6 +149,9 @@ class DataConfig:
     num_workers: int = opt(0, "DataLoader worker processes that read images and collate")
     skip_bad_rows: bool = opt(False, "skip and count unusable rows instead of stopping")
     num_hard_negatives: int = opt(0, "hard negatives per query read from the neg_* columns")
+    image_paths_outside_root: bool = opt(
+        False, "allow absolute image paths and paths that leave the image root (../)"
+    )
 
 
 @dataclass
@@ -173,12 +185,16 @@ class TrainConfig:
     log_every: int = opt(1, "log metrics every N steps")
     report_to: str = opt("auto", "metrics backend besides metrics.jsonl: auto | wandb | tensorboard | none")
     run_name: str | None = opt(None, "run name for wandb / TensorBoard (null: the output folder's name)")
-    resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir")
+    resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir (none: an error)")
+    resume_if_present: bool = opt(
+        False, "resume when output_dir holds a complete checkpoint, else start (schedulers, requeue)"
+    )
+    allow_changed: list[str] = opt(
+        help="run-defining keys (e.g. train.lr) that may differ from the checkpoint's on resume",
+        factory=list,
+    )
     deepspeed_config: str | None = opt(None, "DeepSpeed JSON config (null: plain DDP / single process)")
     stop_at_step: int | None = opt(None, "leave early after this step with a checkpoint (time-limited jobs)")
-    prepare_demo: bool = opt(
-        False, "create the tiny model / synthetic data at the configured paths if missing"
-    )
 
 
 @dataclass
@@ -306,40 +322,40 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}", key=key)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}", key=key)
         return from_dict(tp, value, prefix=key)
     if origin in (list, tuple):
         (item_tp,) = typing.get_args(tp)[:1] or (Any,)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {value!r}", key=key)
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         k_tp, v_tp = typing.get_args(tp) or (Any, Any)
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}", key=key)
         return {_coerce(k, k_tp, key): _coerce(v, v_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected bool (true/false), got {value!r}")
+        raise ConfigError(f"{key}: expected bool (true/false), got {value!r}", key=key)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected int, got {value!r}")
+        raise ConfigError(f"{key}: expected int, got {value!r}", key=key)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{key}: expected float, got {value!r}")
+        raise ConfigError(f"{key}: expected float, got {value!r}", key=key)
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected str, got {value!r}")
-    raise ConfigError(f"{key}: unsupported annotation {tp!r}")
+        raise ConfigError(f"{key}: expected str, got {value!r}", key=key)
+    raise ConfigError(f"{key}: unsupported annotation {tp!r}", key=key)
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
@@ -350,8 +366,11 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(
-                f"unknown config key '{full}'; valid keys{' of ' + prefix if prefix else ''}: {', '.join(names)}"
+                f"unknown config key '{full}'; {hint}valid keys{' of ' + prefix if prefix else ''}: {', '.join(names)}",
+                key=full,
             )
         kwargs[key] = _coerce(value, hints[key], full)
     return cls(**kwargs)
@@ -367,43 +386,224 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
+_POSITIVE = (lambda v: v > 0, "must be > 0")
+_AT_LEAST_1 = (lambda v: v >= 1, "must be >= 1")
+_AT_LEAST_0 = (lambda v: v >= 0, "must be >= 0")
+_UNIT = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+#: range of every numeric setting (None values of optional keys are always allowed)
+NUMERIC_RULES: dict[str, tuple[Any, str]] = {
+    "model.temperature": _POSITIVE,
+    "model.max_length": _AT_LEAST_1,
+    "model.num_crops": _AT_LEAST_1,
+    "model.max_pixels": _AT_LEAST_1,
+    "model.min_pixels": _AT_LEAST_1,
+    "model.lora_r": _AT_LEAST_1,
+    "model.lora_alpha": _POSITIVE,
+    "model.lora_dropout": _UNIT,
+    "data.max_rows_per_subset": _AT_LEAST_1,
+    "data.num_workers": _AT_LEAST_0,
+    "data.num_hard_negatives": _AT_LEAST_0,
+    "train.seed": _AT_LEAST_0,
+    "train.per_device_batch_size": _AT_LEAST_1,
+    "train.qry_chunk_size": _AT_LEAST_1,
+    "train.tgt_chunk_size": _AT_LEAST_1,
+    "train.max_steps": _AT_LEAST_1,
+    "train.lr": _POSITIVE,
+    "train.weight_decay": _AT_LEAST_0,
+    "train.adam_beta1": _UNIT,
+    "train.adam_beta2": _UNIT,
+    "train.adam_eps": _POSITIVE,
+    "train.warmup_steps": _AT_LEAST_0,
+    "train.max_grad_norm": _POSITIVE,
+    "train.save_every": _AT_LEAST_0,
+    "train.keep_last": _AT_LEAST_0,
+    "train.log_every": _AT_LEAST_1,
+    "train.stop_at_step": _AT_LEAST_1,
+    "eval.batch_size": _AT_LEAST_1,
+    "eval.max_queries": _AT_LEAST_1,
+    "eval.top_k_predictions": _AT_LEAST_1,
+    "eval.num_workers": _AT_LEAST_0,
+    "eval.cache_chunk_items": _AT_LEAST_1,
+}
+
+#: settings with a fixed set of values
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "data.split": ("original", "diverse_instruction"),
+    "train.scheduler": ("linear", "cosine", "constant"),
+    "train.mixed_precision": ("no", "bf16", "fp16"),
+    "train.report_to": ("auto", "wandb", "tensorboard", "none"),
+}
+
+
+def _check_number(key: str, value: Any, rule: tuple[Any, str]) -> None:
+    if value is None:
+        return
+    test, wants = rule
+    if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
+        raise ConfigError(f"{key} {wants}, got {value!r}", key=key)
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check every numeric setting's range and every fixed choice; raise `ConfigError` naming the key.
+
+    Runs when a config is parsed (`load_config`) and again when training starts (configs built in code).
+    """
+    for key, rule in NUMERIC_RULES.items():
+        section, name = key.split(".")
+        _check_number(key, getattr(getattr(cfg, section), name), rule)
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}", key=key)
+    for name, weight in cfg.data.subset_weights.items():
+        _check_number(f"data.subset_weights.{name}", weight, _AT_LEAST_0)
+    for i, pair in enumerate(cfg.data.pairs):
+        _check_number(f"data.pairs[{i}].weight", pair.weight, _AT_LEAST_0)
+    return cfg
+
+
+def describe_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every config key as (dotted key, type, default, help), walking the dataclasses (for `--help`)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe_fields(tp, f"{key}.")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        rows.append((key, _type_name(tp), default, f.metadata.get("help", "")))
+        item = (typing.get_args(tp) or (None,))[0]
+        if typing.get_origin(tp) is list and dataclasses.is_dataclass(item):
+            rows += describe_fields(item, f"{key}[i].")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Files, overrides and where each key came from
+# --------------------------------------------------------------------------------------------------
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if not item.startswith("--") or "=" not in item:
-        raise ConfigError(f"override {item!r} must look like --section.key=value")
+        raise ConfigError(f"command-line argument {item!r} must look like --section.key=value")
     key, raw = item[2:].split("=", 1)
-    return key.split("."), _yaml_load(raw) if raw != "" else ""
+    try:
+        return key.split("."), _yaml_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise ConfigError(f"command-line flag {item}: value is not valid YAML ({problem})") from None
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `--a.b=value` strings (values parsed as YAML) onto a nested dict."""
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], sources: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Apply `--a.b=value` strings (values parsed as YAML) onto a nested dict; record each key's flag
+    in `sources` (dotted key -> "command-line flag --a.b=value")."""
     for item in overrides:
         path, value = _parse_override(item)
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+                raise ConfigError(f"command-line flag {item}: '{part}' is not a section")
         node[path[-1]] = value
+        if sources is not None:
+            dotted = ".".join(path)
+            for key in [k for k in sources if k == dotted or k.startswith(dotted + ".")]:
+                del sources[key]
+            _record_flag(sources, dotted, value, f"command-line flag {item}")
     return data
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from defaults), apply overrides, validate every key and type."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        text = Path(path).read_text()
-        try:
-            data = _yaml_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping with sections model/data/train/eval")
-    apply_overrides(data, list(overrides or []))
+def _record_flag(sources: dict[str, str], dotted: str, value: Any, flag: str) -> None:
+    """A flag's value replaces the node at `dotted`; a mapping value sets each of its keys."""
+    sources[dotted] = flag
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _record_flag(sources, f"{dotted}.{key}", sub, flag)
+
+
+def _yaml_lines(node: Any, path: str, prefix: str, out: dict[str, str]) -> None:
+    """Dotted key -> "file:line" for every key of a composed YAML node tree."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out[key] = f"{path}:{key_node.start_mark.line + 1}"
+            _yaml_lines(value_node, path, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            out[key] = f"{path}:{item.start_mark.line + 1}"
+            _yaml_lines(item, path, key, out)
+
+
+def _source_of(key: str | None, sources: dict[str, str]) -> str | None:
+    """Where `key` (or the nearest enclosing key) was set."""
+    while key:
+        if key in sources:
+            return sources[key]
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+    return None
+
+
+def _read_yaml(path: str | os.PathLike, sources: dict[str, str]) -> dict[str, Any]:
     try:
-        return from_dict(Config, data)
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = _yaml_load(text) or {}
+        _yaml_lines(yaml.compose(text, Loader=_Yaml12Loader), str(path), "", sources)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping with sections model/data/train/eval")
+    return data
+
+
+def _load(path: str | os.PathLike | None, overrides: list[str]) -> tuple[Config, dict[str, str]]:
+    sources: dict[str, str] = {}
+    data = _read_yaml(path, sources) if path is not None else {}
+    apply_overrides(data, overrides, sources)
+    try:
+        return validate_config(from_dict(Config, data)), sources
     except ConfigError as exc:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{exc}") from None
+        where = _source_of(exc.key, sources) or (str(path) if path is not None and exc.key is None else None)
+        if where is None:
+            raise
+        raise ConfigError(f"{where}: {exc}", key=exc.key) from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults), apply overrides, validate every key, type and range.
+
+    Errors name where the offending key was set: `file:line` or the command-line flag."""
+    return _load(path, list(overrides or []))[0]
+
+
+def explicit_keys(path: str | os.PathLike | None, overrides: list[str] | None = None) -> set[str]:
+    """The `section.key`s set by the YAML file or a flag (the rest are defaults)."""
+    return _keys_of(_load(path, list(overrides or []))[1])
+
+
+def _keys_of(sources: dict[str, str]) -> set[str]:
+    return {".".join(k.split("[")[0].split(".")[:2]) for k in sources if "." in k.split("[")[0]}
 
 
 def dump_config(cfg: Config) -> str:
@@ -417,10 +617,40 @@ def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, dump_config(cfg))
 
 
-def parse_cli(argv: list[str]) -> tuple[Config, list[str]]:
-    """`--config FILE` plus `--a.b=value` overrides -> Config. Returns the config and the raw overrides."""
+#: command-line flags that are not config keys, and what they stand for
+FLAG_OVERRIDES = {
+    "--resume": "--train.resume=true",
+    "--resume-if-present": "--train.resume_if_present=true",
+}
+#: flags that change what the command does, not the config (read by `vlm2vec.cli`)
+ACTION_FLAGS = ("--help", "-h", "--print-config", "--debug")
+
+
+class ParsedCLI(tuple):
+    """What `parse_cli` returns: unpacks as `(config, overrides)` (as it always did) and also carries
+    `config_path`, `explicit` (the `section.key`s the YAML file or a flag set), `sources` (key ->
+    file:line or flag) and `flags` (the action flags given: --print-config, --debug)."""
+
+    config: Config
+    overrides: list[str]
+    config_path: str | None
+    explicit: set[str]
+    sources: dict[str, str]
+    flags: set[str]
+
+    def __new__(cls, config, overrides, config_path, sources, flags):
+        self = super().__new__(cls, (config, overrides))
+        self.config, self.overrides, self.config_path = config, overrides, config_path
+        self.sources, self.explicit, self.flags = sources, _keys_of(sources), flags
+        return self
+
+
+def split_cli(argv: list[str]) -> tuple[str | None, list[str], set[str]]:
+    """argv -> (config file, `--a.b=value` overrides, action flags). Flag aliases become overrides:
+    `--resume`, `--resume-if-present`, `--allow-changed=a,b`."""
     path = None
     overrides: list[str] = []
+    flags: set[str] = set()
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -432,9 +662,21 @@ def parse_cli(argv: list[str]) -> tuple[Config, list[str]]:
             continue
         if arg.startswith("--config="):
             path = arg.split("=", 1)[1]
-        elif arg == "--resume":
-            overrides.append("--train.resume=true")
+        elif arg in FLAG_OVERRIDES:
+            overrides.append(FLAG_OVERRIDES[arg])
+        elif arg.startswith("--allow-changed="):
+            keys = [k.strip() for k in arg.split("=", 1)[1].split(",") if k.strip()]
+            overrides.append(f"--train.allow_changed=[{', '.join(json.dumps(k) for k in keys)}]")
+        elif arg in ACTION_FLAGS:
+            flags.add("--help" if arg == "-h" else arg)
         else:
             overrides.append(arg)
         i += 1
-    return load_config(path, overrides), overrides
+    return path, overrides, flags
+
+
+def parse_cli(argv: list[str]) -> ParsedCLI:
+    """`--config FILE` plus `--a.b=value` overrides -> `ParsedCLI` (unpacks as config, raw overrides)."""
+    path, overrides, flags = split_cli(argv)
+    cfg, sources = _load(path, overrides)
+    return ParsedCLI(cfg, overrides, path, sources, flags)

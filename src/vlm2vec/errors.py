@@ -30,4 +30,48 @@ class ResumeError(UserError, ValueError):
     """`--resume` cannot continue this run exactly (changed settings, nothing to resume, missing state)."""
 
 
-__all__ = ["USER_ERROR_EXIT", "CheckpointError", "ModelLoadError", "ResumeError", "UserError"]
+class DataError(UserError, ValueError):
+    """A training data file or folder cannot be used as configured; the message names the file."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A configured data file or folder does not exist; the message names it."""
+
+
+def user_message(exc: BaseException) -> str:
+    """The one-line message of an expected error. An error raised in a DataLoader worker arrives
+    re-raised by torch with the worker's whole traceback as its message; keep only the original
+    message (the text after the last `module.Class: ` line of that traceback)."""
+    text = str(exc)
+    if text.startswith("Caught ") and "DataLoader worker" in text:
+        cls = type(exc)
+        marker = f"{cls.__module__}.{cls.__qualname__}: "
+        at = text.rfind(marker)
+        if at >= 0:
+            text = text[at + len(marker) :]
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def unwrap_worker_error(exc: UserError) -> UserError:
+    """The same error class with only its original message (see `user_message`), for errors that
+    crossed from a DataLoader worker; `exc` itself when it cannot be rebuilt from a message."""
+    message = user_message(exc)
+    if message == str(exc):
+        return exc
+    try:
+        return type(exc)(message)
+    except Exception:
+        return exc
+
+
+__all__ = [
+    "USER_ERROR_EXIT",
+    "CheckpointError",
+    "DataError",
+    "DataNotFoundError",
+    "ModelLoadError",
+    "ResumeError",
+    "UserError",
+    "unwrap_worker_error",
+    "user_message",
+]

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import Config, ConfigError, EmbedConfig, parse_cli, save_config
+from ..config import Config, ConfigError, EmbedConfig, save_config
 from ..evaluation.cache import RepCache
 from ..evaluation.encode import ProcessState, SingleProcess, plan_encoding, run_plan
 from ..evaluation.fingerprint import model_fingerprint
@@ -126,18 +126,20 @@ def process_state() -> ProcessState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def load_model(cfg: Config, state: ProcessState) -> Any:
+def load_model(cfg: Config, state: ProcessState, explicit: set[str] | None = None) -> Any:
+    """The model with the settings evaluate.py would use: a saved folder's own, unless `explicit`
+    (the keys set by the config file or a flag) overrides them."""
     from ..evaluation.runner import load_model_for_eval
 
-    model, _ = load_model_for_eval(cfg.model)  # a saved folder's own settings, as evaluate.py uses them
+    model, _ = load_model_for_eval(cfg.model, explicit)
     return model.to(state.device)
 
 
-def run_embed(cfg: Config) -> Path:
+def run_embed(cfg: Config, explicit: set[str] | None = None) -> Path:
     """Entry point of `vlm2vec embed`: build the corpus, load the model, encode, write the folder."""
     state = process_state()
     corpus = build_corpus(cfg)
-    model = load_model(cfg, state)
+    model = load_model(cfg, state, explicit)
     out = Path(cfg.embed.output_dir)
     if state.is_main_process:
         save_config(dataclasses.replace(cfg, model=model.cfg), out / "config.yaml")  # what ran
@@ -151,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     """`vlm2vec embed --config FILE [--embed.source=images --embed.path=DIR ...]`."""
     import sys
 
-    cfg, _ = parse_cli(sys.argv[1:] if argv is None else argv)
-    run_embed(cfg)
-    return 0
+    from ..cli import main as cli_main
+
+    return cli_main(["embed", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

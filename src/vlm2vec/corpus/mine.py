@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..config import Config, ConfigError, MineConfig, parse_cli, save_config
+from ..config import Config, ConfigError, MineConfig, save_config
 from ..data import PairSource, Side
 from ..evaluation.items import Item, item_key
 from ..files import atomic_path, atomic_write_json
@@ -312,7 +312,7 @@ def training_overrides(cfg: Config) -> list[str]:
     return flags
 
 
-def run_mine(cfg: Config) -> MineStats | None:
+def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
     """Entry point of `vlm2vec mine`: embed the training queries and targets (resumable, sharded), mine
     on the main process, write the MMEB-train files and the report. Returns the stats on the main process."""
     from .report import write_report
@@ -321,7 +321,7 @@ def run_mine(cfg: Config) -> MineStats | None:
     check_config(m)
     state = process_state()
     sources, corpora, rows = read_train_corpora(cfg.data, ("qry", "tgt"), label_column=m.label_column)
-    model = load_model(cfg, state)
+    model = load_model(cfg, state, explicit)
     out = Path(m.output_dir)
     if state.is_main_process:
         save_config(cfg, out / "config.yaml")
@@ -359,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     """`vlm2vec mine --config FILE [--mine.num_negatives=3 --mine.strategy=range ...]`."""
     import sys
 
-    cfg, _ = parse_cli(sys.argv[1:] if argv is None else argv)
-    run_mine(cfg)
-    return 0
+    from ..cli import main as cli_main
+
+    return cli_main(["mine", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..backbones.base import check_placeholders
+from ..errors import DataError
 from .images import load_image
 from .records import BadRowError, PairRecord, PairSource, Side
 
@@ -50,10 +51,10 @@ class PairDataset(Dataset):
 
     def __init__(self, sources: Sequence[PairSource], *, num_negatives: int = 0, skip_bad_rows: bool = False):
         if not sources:
-            raise ValueError("no training sources")
+            raise DataError("no training sources")
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
-            raise ValueError(f"training source names must be unique, got {names}")
+            raise DataError(f"training source names must be unique, got {names}")
         self.sources = list(sources)
         self.num_negatives = num_negatives
         self.skip_bad_rows = skip_bad_rows

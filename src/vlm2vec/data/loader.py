@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import DataConfig
+from ..config import ConfigError, DataConfig
 from .collate import PairCollator
 from .dataset import PairDataset
 from .mixing import MixtureBatchSampler
@@ -30,12 +30,13 @@ def build_sources(cfg: DataConfig) -> list[PairSource]:
             image_root=cfg.image_root,
             max_rows_per_subset=cfg.max_rows_per_subset,
             weights=cfg.subset_weights,
+            outside_root=cfg.image_paths_outside_root,
         )
     elif cfg.subsets or cfg.subset_weights:
-        raise ValueError("data.subsets / data.subset_weights are set but data.mmeb_train_dir is not")
-    sources += [read_pairs(p) for p in cfg.pairs]
+        raise ConfigError("data.subsets / data.subset_weights are set but data.mmeb_train_dir is not")
+    sources += [read_pairs(p, outside_root=cfg.image_paths_outside_root) for p in cfg.pairs]
     if not sources:
-        raise ValueError("no training data: set data.mmeb_train_dir and/or data.pairs")
+        raise ConfigError("no training data: set data.mmeb_train_dir and/or data.pairs")
     return sources
 
 

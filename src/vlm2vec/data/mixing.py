@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
+
 
 class MixtureBatchSampler:
     """Yields this rank's list of global row indices for each step from `start_step` to `max_steps`.
@@ -42,11 +44,11 @@ class MixtureBatchSampler:
         names: Sequence[str] | None = None,
     ):
         if len(sizes) != len(weights) or not sizes:
-            raise ValueError(f"need one weight per source, got {len(sizes)} sizes and {len(weights)} weights")
+            raise DataError(f"need one weight per source, got {len(sizes)} sizes and {len(weights)} weights")
         if global_batch_size % num_replicas:
-            raise ValueError(f"global batch {global_batch_size} is not divisible by {num_replicas} processes")
+            raise DataError(f"global batch {global_batch_size} is not divisible by {num_replicas} processes")
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+            raise DataError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.sizes = [int(n) for n in sizes]
         self.weights = [float(w) for w in weights]
         self.names = list(names) if names is not None else [f"source{i}" for i in range(len(sizes))]
@@ -63,7 +65,7 @@ class MixtureBatchSampler:
         if self.steps_per_epoch == 0:
             detail = ", ".join(f"{n}: {c}" for n, c in zip(self.names, self.counts))
             mode = " per source" if per_source_batches else ""
-            raise ValueError(
+            raise DataError(
                 f"not enough rows for one global batch of {global_batch_size}{mode} (rows per epoch: {detail})"
             )
         self._epoch_cache: tuple[int, np.ndarray] | None = None

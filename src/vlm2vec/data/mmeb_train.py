@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import DataError, DataNotFoundError
 from .records import ColumnMap, PairSource
 
 SPLITS = ("original", "diverse_instruction")
@@ -35,25 +36,40 @@ def available_subsets(root: str | os.PathLike, split: str = "original") -> list[
     """Subset folders under `root` that hold parquet files for `split`, sorted by name."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"MMEB-train folder not found: {root}")
+        raise DataNotFoundError(f"MMEB-train folder not found: {root}")
     return sorted(p.name for p in root.iterdir() if p.is_dir() and subset_files(root, p.name, split))
 
 
 def read_subset(
-    root: Path, subset: str, split: str, *, image_root: Path, max_rows: int | None, weight: float
+    root: Path,
+    subset: str,
+    split: str,
+    *,
+    image_root: Path,
+    max_rows: int | None,
+    weight: float,
+    outside_root: bool = False,
 ) -> PairSource:
     files = subset_files(root, subset, split)
     if not files:
-        raise FileNotFoundError(f"MMEB-train subset '{subset}': no {split}-*.parquet under {root / subset}")
+        raise DataNotFoundError(f"MMEB-train subset '{subset}': no {split}-*.parquet under {root / subset}")
     try:
         table = pa.concat_tables([pq.read_table(f) for f in files])
     except (OSError, pa.ArrowException) as exc:
-        raise ValueError(f"MMEB-train subset '{subset}': cannot read {files}: {exc}") from exc
+        raise DataError(f"MMEB-train subset '{subset}': cannot read {files}: {exc}") from exc
     if max_rows is not None:
         table = table.slice(0, max_rows)
     has_negs = "neg_text" in table.column_names
     columns = MMEB_COLUMNS if has_negs else ColumnMap("qry", "pos_text", "qry_image_path", "pos_image_path")
-    return PairSource(subset, table, columns, image_root=image_root, weight=weight, origin=str(root / subset))
+    return PairSource(
+        subset,
+        table,
+        columns,
+        image_root=image_root,
+        weight=weight,
+        origin=str(root / subset),
+        outside_root=outside_root,
+    )
 
 
 def read_mmeb_train(
@@ -64,32 +80,39 @@ def read_mmeb_train(
     image_root: str | os.PathLike | None = None,
     max_rows_per_subset: int | None = None,
     weights: Mapping[str, float] | None = None,
+    outside_root: bool = False,
 ) -> list[PairSource]:
     """One `PairSource` per chosen subset (all found when `subsets` is empty), first rows if capped."""
     if split not in SPLITS:
-        raise ValueError(f"MMEB-train split must be one of {SPLITS}, got {split!r}")
+        raise DataError(f"MMEB-train split must be one of {SPLITS}, got {split!r}")
     root = Path(root)
     found = available_subsets(root, split)
     chosen = list(subsets) or found
     if not chosen:
-        raise FileNotFoundError(f"MMEB-train: no subset with {split}-*.parquet files under {root}")
+        raise DataNotFoundError(f"MMEB-train: no subset with {split}-*.parquet files under {root}")
     unknown = [s for s in chosen if s not in found]
     if unknown:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"MMEB-train: subset(s) {unknown} not found for split '{split}' under {root}; available: {found}"
         )
     weights = dict(weights or {})
     stray = [k for k in weights if k not in chosen]
     if stray:
-        raise ValueError(
+        raise DataError(
             f"data.subset_weights names subset(s) {stray} that are not being read; chosen: {chosen}"
         )
     if max_rows_per_subset is not None and max_rows_per_subset <= 0:
-        raise ValueError(f"data.max_rows_per_subset must be positive, got {max_rows_per_subset}")
+        raise DataError(f"data.max_rows_per_subset must be positive, got {max_rows_per_subset}")
     image_root = Path(image_root) if image_root else root
     return [
         read_subset(
-            root, s, split, image_root=image_root, max_rows=max_rows_per_subset, weight=weights.get(s, 1.0)
+            root,
+            s,
+            split,
+            image_root=image_root,
+            max_rows=max_rows_per_subset,
+            weight=weights.get(s, 1.0),
+            outside_root=outside_root,
         )
         for s in chosen
     ]

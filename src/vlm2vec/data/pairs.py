@@ -2,7 +2,8 @@
 
 A cell of an image column may hold one relative path, a list of paths or nothing; a negative column
 may hold one text or a list (with the image column parallel to it). Relative image paths are joined
-onto `image_root` (default: the file's folder). Texts of rows that have images but no `<|image_k|>`
+onto `image_root` (default: the file's folder) and must stay under it, unless
+`data.image_paths_outside_root` allows absolute paths and `../`. Texts of rows that have images but no `<|image_k|>`
 placeholder get them prepended, so a plain captions file works as is.
 """
 
@@ -17,11 +18,39 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..config import PairSourceConfig
+from ..errors import DataError, DataNotFoundError
 from .records import ColumnMap, PairSource
 
 
+def _kind(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _first_mixed_cell(path: Path, rows: list[dict], lines: list[int]) -> str:
+    """Where a column first changes kind (a number among strings, a list among strings, ...)."""
+    seen: dict[str, tuple[str, int]] = {}
+    for row, lineno in zip(rows, lines):
+        for column, value in row.items():
+            kind = _kind(value)
+            if kind is None:
+                continue
+            first = seen.setdefault(column, (kind, lineno))
+            if first[0] != kind:
+                return (
+                    f"{path}: line {lineno}, column '{column}': a {kind} ({value!r:.60}), but line "
+                    f"{first[1]} holds a {first[0]} there; every row needs the same type per column"
+                )
+    return ""
+
+
 def _read_jsonl(path: Path) -> pa.Table:
-    rows = []
+    rows, lines = [], []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -29,18 +58,26 @@ def _read_jsonl(path: Path) -> pa.Table:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {lineno} is not valid JSON: {exc}") from None
+                raise DataError(
+                    f"{path}: line {lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
+                ) from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {lineno} must be a JSON object, got {type(row).__name__}")
+                raise DataError(
+                    f"{path}: line {lineno}, column 1: must be a JSON object, got {type(row).__name__}"
+                )
             rows.append(row)
-    return pa.Table.from_pylist(rows)
+            lines.append(lineno)
+    try:
+        return pa.Table.from_pylist(rows)
+    except pa.ArrowException as exc:
+        raise DataError(_first_mixed_cell(path, rows, lines) or f"{path}: cannot parse: {exc}") from None
 
 
 def read_table(path: str | Path) -> pa.Table:
     """Read a pairs file by its extension: .jsonl/.json (one object a line), .csv, .parquet."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pairs file not found: {path}")
+        raise DataNotFoundError(f"pairs file not found: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json"):
@@ -56,14 +93,15 @@ def read_table(path: str | Path) -> pa.Table:
         if suffix == ".parquet":
             return pq.read_table(path)
     except pa.ArrowException as exc:
-        raise ValueError(f"{path}: cannot parse: {exc}") from exc
-    raise ValueError(f"{path}: unsupported pairs file type '{suffix}' (use .jsonl, .csv or .parquet)")
+        raise DataError(f"{path}: cannot parse: {exc}") from exc
+    raise DataError(f"{path}: unsupported pairs file type '{suffix}' (use .jsonl, .csv or .parquet)")
 
 
-def read_pairs(cfg: PairSourceConfig) -> PairSource:
-    """A `PairSource` for one custom pairs file described by `cfg`."""
+def read_pairs(cfg: PairSourceConfig, *, outside_root: bool = False) -> PairSource:
+    """A `PairSource` for one custom pairs file described by `cfg` (`outside_root`: allow image paths
+    that are absolute or leave the image root)."""
     if not cfg.path:
-        raise ValueError(f"pairs source '{cfg.name}': path is empty")
+        raise DataError(f"pairs source '{cfg.name}': path is empty")
     table = read_table(cfg.path)
     defaults = PairSourceConfig()
 
@@ -88,4 +126,5 @@ def read_pairs(cfg: PairSourceConfig) -> PairSource:
         weight=cfg.weight,
         origin=cfg.path,
         auto_placeholder=True,
+        outside_root=outside_root,
     )

@@ -3,6 +3,10 @@
 Every training source (an MMEB-train subset, a custom JSONL/CSV/parquet file) becomes a `PairSource`:
 a pyarrow table plus a column mapping. Rows are converted to `PairRecord`s only when asked for, so a
 million-row mixture costs the arrow buffers and nothing per row in Python.
+
+Rows are indexed from 0 in code and numbered from 1 in messages ("row 1" is a source's first row,
+the first data line of a JSONL/CSV file). Image paths are joined onto the source's image root and
+must stay under it (no absolute paths, no `../` out of it) unless `outside_root` allows them.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import Any
 import pyarrow as pa
 
 from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
-from ..errors import UserError
+from ..errors import DataError, UserError
 
 
 class BadRowError(UserError, ValueError):
-    """A training row cannot be used (missing image, empty text, ...); the message names source, row, path."""
+    """A training row cannot be used (missing image, empty text, ...); the message names source, row
+    (counted from 1) and path. `row` is the 0-based index."""
 
     def __init__(self, source: str, row: int | None = None, problem: str = "", path: str | None = None):
         self.source, self.row, self.problem, self.path = source, row, problem, path
@@ -27,7 +32,7 @@ class BadRowError(UserError, ValueError):
             super().__init__(source)
             return
         where = f" (path: {path})" if path else ""
-        super().__init__(f"source '{source}' row {row}: {problem}{where}")
+        super().__init__(f"source '{source}' row {row + 1}: {problem}{where}")
 
 
 @dataclass(frozen=True)
@@ -99,21 +104,23 @@ class PairSource:
         weight: float = 1.0,
         origin: str = "",
         auto_placeholder: bool = False,
+        outside_root: bool = False,
     ):
         missing = [c for c in columns.used() if c not in table.column_names]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"source '{name}' ({origin or 'table'}): missing column(s) {missing}; "
                 f"available: {table.column_names}"
             )
         if weight < 0:
-            raise ValueError(f"source '{name}': weight must be >= 0, got {weight}")
+            raise DataError(f"source '{name}': weight must be >= 0, got {weight}")
         self.name = name
         self.origin = origin
         self.weight = float(weight)
         self.columns = columns
         self.image_root = Path(image_root) if image_root else None
         self.auto_placeholder = auto_placeholder
+        self.outside_root = outside_root
         # one contiguous array per used column: O(1) row access, cheap to pickle into workers
         self._cols = {c: table.column(c).combine_chunks() for c in columns.used()}
         self._len = table.num_rows
@@ -127,16 +134,28 @@ class PairSource:
     def _cell(self, column: str | None, row: int) -> Any:
         return None if column is None else self._cols[column][row].as_py()
 
-    def _path(self, value: Any) -> str | None:
+    def _path(self, value: Any, row: int) -> str | None:
         text = _as_text(value).strip()
         if not text:
             return None
-        if self.image_root is None or os.path.isabs(text):
+        if self.image_root is None:
             return text
-        return str(self.image_root / text)
+        if self.outside_root:
+            return text if os.path.isabs(text) else str(self.image_root / text)
+        root = os.path.normpath(self.image_root)
+        joined = os.path.normpath(os.path.join(root, text))
+        if os.path.isabs(text) or os.path.commonpath([root, joined]) != root:
+            raise BadRowError(
+                self.name,
+                row,
+                f"image path is {'absolute' if os.path.isabs(text) else 'outside the image root'} "
+                f"{root} (set data.image_paths_outside_root: true to allow)",
+                text,
+            )
+        return joined
 
-    def _side(self, text: Any, images: Any) -> Side:
-        paths = tuple(p for p in (self._path(v) for v in _as_list(images)) if p is not None)
+    def _side(self, text: Any, images: Any, row: int) -> Side:
+        paths = tuple(p for p in (self._path(v, row) for v in _as_list(images)) if p is not None)
         text = _as_text(text)
         if self.auto_placeholder and paths and not MMEB_IMAGE_PLACEHOLDER.search(text):
             marks = "".join(f"<|image_{k}|>" for k in range(1, len(paths) + 1))
@@ -148,8 +167,8 @@ class PairSource:
         if not 0 <= row < self._len:
             raise IndexError(f"source '{self.name}': row {row} out of range (0..{self._len - 1})")
         c = self.columns
-        qry = self._side(self._cell(c.qry_text, row), self._cell(c.qry_image, row))
-        pos = self._side(self._cell(c.pos_text, row), self._cell(c.pos_image, row))
+        qry = self._side(self._cell(c.qry_text, row), self._cell(c.qry_image, row), row)
+        pos = self._side(self._cell(c.pos_text, row), self._cell(c.pos_image, row), row)
         if not qry.text.strip():
             raise BadRowError(self.name, row, "empty query text")
         if not pos.text.strip() and not pos.images:
@@ -161,7 +180,7 @@ class PairSource:
             for k in range(max(len(neg_texts), len(neg_images))):
                 text = neg_texts[k] if k < len(neg_texts) else ""
                 image = neg_images[k] if k < len(neg_images) else None
-                side = self._side(text, image)
+                side = self._side(text, image, row)
                 if side.text.strip() or side.images:
                     negs.append(side)
         return PairRecord(self.name, row, qry, pos, tuple(negs))

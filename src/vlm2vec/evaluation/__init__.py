@@ -17,7 +17,7 @@ from .mmeb_eval import (
     find_datasets,
     load_eval_dataset,
 )
-from .model_settings import ResolvedModel, explicit_keys, resolve_model_config
+from .model_settings import ResolvedModel, resolve_model_config
 from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, DatasetInfo, dataset_info, select_datasets
 from .reports import build_summary, format_table, write_reports
 from .runner import EvalStats, evaluate_model, load_model_for_eval, run_evaluation
@@ -40,7 +40,6 @@ __all__ = [
     "dataset_info",
     "dedup_examples",
     "evaluate_model",
-    "explicit_keys",
     "find_datasets",
     "format_table",
     "item_key",

@@ -1,7 +1,7 @@
 """Compare result folders: per-dataset deltas (md / csv) and a chart, with the published rows alongside.
 
     vlm2vec compare RUN_A RUN_B [RUN_C ...] [--output-dir DIR]
-    python -m vlm2vec.evaluation.compare RUN_A RUN_B ...
+    vlm2vec compare RUN_A RUN_B ...
 
 Each RUN is an `eval.output_dir` (it holds summary.json). The first run is the baseline: every other
 run's Precision@1 is shown beside it with its difference, per dataset and per meta-task / IND / OOD /

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import ConfigError, ModelConfig, from_dict
 
 #: ModelConfig fields that say where files are, not how to embed
@@ -136,32 +134,6 @@ def resolve_model_config(requested: ModelConfig, explicit: set[str]) -> Resolved
     run = dataclasses.replace(run, lora=False)
     ignored = sorted(k for k in explicit & TRAINING_ONLY_KEYS if k != "lora" or requested.lora)
     return ResolvedModel(run, saved_from, overrides, ignored)
-
-
-def _dotted(data: Any, prefix: str, depth: int) -> set[str]:
-    if depth == 0 or not isinstance(data, dict):
-        return {prefix} if prefix else set()
-    out: set[str] = set()
-    for key, value in data.items():
-        out |= _dotted(value, f"{prefix}.{key}" if prefix else str(key), depth - 1)
-    return out
-
-
-def explicit_keys(config_path: str | Path | None, overrides: list[str]) -> set[str]:
-    """Dotted keys ("model.max_length") set by the YAML file at `config_path` or by `--a.b=value`
-    overrides (as `vlm2vec.config.parse_cli` returns them): what a saved folder's settings yield to."""
-    keys: set[str] = set()
-    if config_path is not None:
-        data = yaml.safe_load(Path(config_path).read_text()) or {}
-        keys |= _dotted(data, "", 2)
-    for item in overrides:
-        if not item.startswith("--") or "=" not in item:
-            continue
-        key, raw = item[2:].split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
-        depth = 2 - key.count(".")
-        keys |= _dotted(value, key, depth) if depth > 0 and isinstance(value, dict) else {key}
-    return keys
 
 
 def default_explicit_keys(requested: ModelConfig) -> set[str]:

@@ -49,7 +49,7 @@ from .mmeb_eval import (
     find_datasets,
     load_eval_dataset,
 )
-from .model_settings import ResolvedModel, default_explicit_keys, explicit_keys, resolve_model_config
+from .model_settings import ResolvedModel, default_explicit_keys, resolve_model_config
 from .registry import MMEB_DATASETS, dataset_info, select_datasets
 from .reports import build_summary, partial_note, write_reports
 
@@ -355,7 +355,6 @@ __all__ = [
     "EvalStats",
     "data_signature",
     "evaluate_model",
-    "explicit_keys",
     "load_model_for_eval",
     "run_evaluation",
     "select_present",

@@ -3,6 +3,7 @@
 Used by the test-suite and the CPU demo; nothing here downloads anything.
 """
 
+from .demo_assets import prepare_demo_assets
 from .grad_order import assert_same_module_trace, gradient_ready_order, module_trace
 from .synthetic import (
     DEFAULT_EVAL_DATASETS,
@@ -27,6 +28,7 @@ __all__ = [
     "gradient_ready_order",
     "make_tiny_checkpoint",
     "module_trace",
+    "prepare_demo_assets",
     "tiny_model_config",
     "train_byte_level_tokenizer",
     "write_synthetic_mmeb_eval",

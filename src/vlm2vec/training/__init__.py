@@ -3,9 +3,10 @@
 - `loop.train(cfg) -> TrainResult`: build model, data, optimizer; run GradCache steps; checkpoint every
   `train.save_every` steps (keeping `train.keep_last`); export `<output_dir>/final` (adapters or full
   model, `final_merged` with `train.save_merged`) that `EmbeddingModel.from_pretrained` opens.
-- `entry.run(cfg)`: what `train.py` calls (logging, readable errors, clean distributed exit).
+- `entry.run(cfg)`: what `vlm2vec train` / `train.py` calls (logging, clean distributed exit).
 - `engine`: the Accelerator for plain / DDP / DeepSpeed launches; `optim`: AdamW + warm-up schedules;
-  `checkpoint`: save / resume; `logging`: JSONL + wandb or TensorBoard; `demo`: the CPU demo's assets.
+  `checkpoint`: atomic save / verified load; `resume`: what defines a run and the `--resume` check;
+  `logging`: JSONL + wandb or TensorBoard.
 """
 
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint

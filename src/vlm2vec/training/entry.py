@@ -1,19 +1,22 @@
-"""What `train.py` calls: logging set-up, the run, readable errors, and a clean exit in distributed runs."""
+"""What `vlm2vec train` / `train.py` calls: logging set-up, the run, and a clean exit in distributed runs.
+
+Expected errors (`UserError`) propagate to `vlm2vec.cli.run_command`, which prints them as one line
+(exit 2). In a distributed run each rank leaves at once instead (see `_leave`), printing the line
+itself, prefixed with its rank.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import traceback
 
 import torch.distributed as dist
 
-from ..config import Config, ConfigError
-from ..data import BadRowError
-from .loop import NonFiniteLossError, TrainResult, train
-
-#: errors whose message says everything; shown without a traceback
-USER_ERRORS = (ConfigError, BadRowError, NonFiniteLossError, FileNotFoundError)
+from ..config import Config
+from ..errors import USER_ERROR_EXIT, UserError, user_message
+from .loop import TrainResult, train
 
 
 def _distributed() -> bool:
@@ -33,7 +36,9 @@ def _leave(code: int) -> None:
 
 
 def run(cfg: Config) -> TrainResult:
-    """Train as configured. In a distributed run the process exits here (code 0 or 1) instead of returning."""
+    """Train as configured. In a distributed run the process exits here (code 0, 1 or 2) instead of returning."""
+    from ..cli import debug_enabled
+
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -44,18 +49,25 @@ def run(cfg: Config) -> TrainResult:
         logging.getLogger().setLevel(logging.WARNING)
     try:
         result = train(cfg)
-    except USER_ERRORS as exc:
-        print(f"[rank {rank}] error: {exc}", file=sys.stderr)
-        if _distributed():
-            _leave(1)
-        raise SystemExit(1) from None
+    except UserError as exc:
+        if not _distributed():
+            raise
+        if debug_enabled():
+            traceback.print_exc()
+        print(f"error: [rank {rank}] {user_message(exc)}", file=sys.stderr)
+        _leave(USER_ERROR_EXIT)
     except BaseException:
         if _distributed():
             logging.getLogger(__name__).exception("training failed")
             _leave(1)
         raise
-    if result.final_dir is not None and rank == "0":
-        print(f"model saved to {result.final_dir}")
+    if rank == "0":
+        if result.finished_before:
+            print(
+                f"run in {result.output_dir} is already finished (step {result.step}); model in {result.final_dir}"
+            )
+        elif result.final_dir is not None:
+            print(f"model saved to {result.final_dir}")
     if _distributed():
         _leave(0)
     return result

@@ -6,6 +6,8 @@
 - `none`: only the JSONL file.
 Only the main process writes. `metrics.jsonl` in the output dir holds one object per logged step, so
 runs can be compared without either service; a resumed run keeps the lines up to its checkpoint.
+A resumed run continues the same TensorBoard run (events after the checkpoint's step are purged) and
+the same wandb run (its id is kept in `<output_dir>/wandb_run_id`), with the same step numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from ..files import atomic_write_text
 logger = logging.getLogger(__name__)
 
 REPORT_TO = ("auto", "wandb", "tensorboard", "none")
+WANDB_ID_FILE = "wandb_run_id"
 
 
 def wandb_configured() -> bool:
@@ -79,17 +83,25 @@ class MetricsLogger:
         if backend == "wandb":
             import wandb
 
+            id_file = out / WANDB_ID_FILE
+            run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
+            if run_id is None:
+                run_id = secrets.token_hex(4)  # wandb ids: lowercase letters and digits
+                atomic_write_text(id_file, run_id + "\n")
             self._wandb = wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "vlm2vec"),
                 name=run_name,
                 dir=str(out),
                 config=config,
-                resume="allow" if resume else None,
+                id=run_id,
+                resume="allow",
             )
         elif backend == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(out / "tensorboard"))
+            # purge_step: TensorBoard drops events of this step and later logged before the kill
+            purge = resume_step + 1 if resume else None
+            self._tb = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=purge)
         self.backend = backend
         logger.info("metrics: %s/metrics.jsonl%s", out, "" if backend == "none" else f" + {backend}")
 

@@ -4,13 +4,18 @@ One global step = one global batch (`per_device_batch_size` x processes) = one o
 backward is always `GradCache.step` (plain when every side fits in one chunk), for one process, DDP and
 DeepSpeed alike. Everything that depends on the data order (the sampler) is a pure function of the
 seed and the step, and everything else that is random (dropout) is restored from the checkpoint's RNG
-states, so `--resume` continues exactly where the checkpoint left off.
+states, so `--resume` continues exactly where the checkpoint left off; `resume` checks that the run
+is the same one (or that each difference was allowed).
+
+Nothing is written before the config, the data sources and the model have been checked: the output
+folder, `config.yaml` (what runs from this start on) and `history.jsonl` appear just before step one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import resource
@@ -23,9 +28,9 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from ..config import Config, ConfigError, save_config, to_dict
+from ..config import Config, ConfigError, save_config, to_dict, validate_config
 from ..data import build_sources, build_train_loader
-from ..errors import UserError
+from ..errors import ModelLoadError, ResumeError, UserError, unwrap_worker_error
 from ..gradcache import GradCache
 from ..losses import ContrastiveLoss
 from ..model import EmbeddingModel, move_batch
@@ -34,6 +39,7 @@ from .checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    newest_readable_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
 )
@@ -48,6 +54,7 @@ from .optim import (
     parameter_counts,
     trainable_parameters,
 )
+from .resume import DATA_ORDER_KEY, allowed_keys, append_history, check_changes, run_definition
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class TrainResult:
     loss: float | None
     final_dir: Path | None  # the exported model (None when stopped early by train.stop_at_step)
     skipped_rows: int
+    finished_before: bool = False  # --resume found the run already finished; nothing was done
 
 
 def num_negatives(cfg: Config) -> int:
@@ -163,27 +171,73 @@ def _build_optimizer_and_scheduler(model: torch.nn.Module, cfg: Config, accelera
     return optimizer, build_scheduler(optimizer, t)
 
 
-def _prepare_output_dir(accelerator, cfg: Config) -> Path | None:
-    """Create the output dir, tidy a killed save, write the resolved config; return the checkpoint to
-    resume from. A fresh run refuses a folder that already holds checkpoints."""
+@dataclass
+class _Plan:
+    checkpoint: Path | None = None
+    state: dict[str, Any] | None = None
+    changes: dict[str, list[Any]] | None = None
+    finished: bool = False
+
+
+def _plan_start(cfg: Config, num_processes: int) -> _Plan:
+    """Decide, reading only, where the run starts: fresh, from which checkpoint (with which allowed
+    changes), or not at all because it is finished. Refuses what cannot continue this run exactly."""
     t = cfg.train
     out = Path(t.output_dir)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-    accelerator.wait_for_everyone()
-    resume_from = None
-    if t.resume:
-        resume_from = latest_checkpoint(out)
-        if resume_from is None:
-            logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
-    elif list_checkpoints(out):
-        raise ConfigError(
-            f"{out} already holds checkpoints: pass --resume to continue, or choose another train.output_dir"
+    final = out / "final"
+    finished = final.is_dir()  # complete: exports are swapped in whole (leftovers were tidied)
+    if not (t.resume or t.resume_if_present):
+        if list_checkpoints(out):
+            raise ConfigError(
+                f"{out} already holds checkpoints: pass --resume to continue, or choose another train.output_dir"
+            )
+        if finished:
+            raise ConfigError(
+                f"{out} holds a finished run ({final}): choose another train.output_dir, or remove it"
+            )
+        return _Plan()
+    allowed = allowed_keys(cfg, num_processes)
+    checkpoint, state = newest_readable_checkpoint(out, num_processes)
+    if checkpoint is None:
+        if finished:
+            return _Plan(finished=True)
+        if t.resume_if_present and not t.resume:
+            logger.info("--resume-if-present: no checkpoint in %s, starting the run", out)
+            return _Plan()
+        raise ResumeError(
+            f"--resume: {out} holds no complete checkpoint; start without --resume "
+            "(or use --resume-if-present, which starts when there is nothing to resume)"
         )
-    if accelerator.is_main_process:
-        save_config(cfg, out / "config.yaml")
-    return resume_from
+    step = int(state["step"])
+    stored_max = (state.get("run") or {}).get("train.max_steps", t.max_steps)
+    if finished and not (step >= stored_max and t.max_steps > step and "train.max_steps" in allowed):
+        # final/ exists only once max_steps was reached; only a longer run from its last step goes on
+        return _Plan(checkpoint, state, finished=True)
+    changes = check_changes(state.get("run"), run_definition(cfg, num_processes), allowed, checkpoint)
+    if step > t.max_steps:
+        raise ResumeError(f"{checkpoint} is at step {step}, past train.max_steps={t.max_steps}")
+    if step == t.max_steps:
+        logger.warning("%s is the last step, but final/ was never exported: exporting it now", checkpoint)
+    return _Plan(checkpoint, state, changes)
+
+
+def _apply_changed_hyperparameters(optimizer, scheduler, cfg: Config) -> None:
+    """A resumed optimizer and schedule carry the checkpoint's lr, weight decay and betas; after an
+    allowed change, put the configured ones in (the schedule's multiplier is already the new one)."""
+    t = cfg.train
+    inner = getattr(scheduler, "scheduler", scheduler)
+    groups = optimizer.param_groups
+    for i, group in enumerate(groups):
+        group["initial_lr"] = t.lr
+        group["betas"] = (t.adam_beta1, t.adam_beta2)
+        group["eps"] = t.adam_eps
+        if group.get("decay", i == 0 and len(groups) == 2):  # param_groups() marks the decayed group
+            group["weight_decay"] = t.weight_decay
+    if hasattr(inner, "base_lrs"):
+        inner.base_lrs = [t.lr] * len(groups)
+        for group, fn in zip(groups, inner.lr_lambdas):
+            group["lr"] = t.lr * fn(inner.last_epoch)
+        inner._last_lr = [g["lr"] for g in groups]
 
 
 def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
@@ -193,26 +247,29 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     randomly initialised full-size one for benchmarks).
     """
     t = cfg.train
-    if t.max_steps <= 0:
-        raise ConfigError(f"train.max_steps must be positive, got {t.max_steps}")
+    validate_config(cfg)
     accelerator = build_accelerator(cfg)
     main = accelerator.is_main_process
     out = Path(t.output_dir)
-
-    if t.prepare_demo:
-        if main:
-            from .demo import prepare_demo_assets
-
-            prepare_demo_assets(cfg)
-        accelerator.wait_for_everyone()
-
-    resume_from = _prepare_output_dir(accelerator, cfg)
+    if main:
+        remove_stale_temporaries(out)  # what a kill during a save, prune or export left
+    accelerator.wait_for_everyone()
+    plan = _plan_start(cfg, accelerator.num_processes)
+    if plan.finished:
+        stored = (plan.state or {}).get("run") or {}
+        step = int(stored.get("train.max_steps", t.max_steps))
+        logger.info("run in %s is already finished (step %d); model in %s", out, step, out / "final")
+        return TrainResult(out, step, None, out / "final", 0, finished_before=True)
+    resume_from = plan.checkpoint
     sources = build_sources(cfg.data)  # data problems show before a large model is loaded
     negatives = num_negatives(cfg)
 
     set_seed(t.seed)
     if model is None:
-        model = EmbeddingModel.from_config(cfg.model)
+        try:
+            model = EmbeddingModel.from_config(cfg.model)
+        except OSError as exc:  # a missing folder or file: the message names it
+            raise ModelLoadError(f"cannot load the model: {exc}") from exc
     model.train()
     trainable_only = model.is_lora
     optimizer, scheduler = _build_optimizer_and_scheduler(model, cfg, accelerator)
@@ -225,6 +282,8 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     if resume_from is not None:
         state = load_checkpoint(accelerator, resume_from, trainable_only=trainable_only)
         start_step = int(state["step"])
+        if plan.changes:
+            _apply_changed_hyperparameters(optimizer, scheduler, cfg)
         logger.info("resumed from %s at step %d", resume_from, start_step)
 
     loader, sampler = build_train_loader(
@@ -240,12 +299,18 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         start_step=start_step,
         max_steps=t.max_steps,
     )
-    if state.get("data") and state["data"] != sampler.state_dict():
-        logger.warning(
-            "data order differs from the checkpoint's (%s vs %s): resuming on the new order",
-            state["data"],
-            sampler.state_dict(),
-        )
+    changes = dict(plan.changes or {})
+    if resume_from is not None:
+        data_now = {DATA_ORDER_KEY: json.loads(json.dumps(sampler.state_dict()))}
+        stored = {DATA_ORDER_KEY: state.get("data")} if state.get("data") is not None else data_now
+        allowed = allowed_keys(cfg, accelerator.num_processes) | ({DATA_ORDER_KEY} if changes else set())
+        changes.update(check_changes(stored, data_now, allowed, resume_from))
+    definition = run_definition(cfg, accelerator.num_processes)
+    if main:  # everything checked: from here on the run is what config.yaml says
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        event = {"event": "resume", "step": start_step, "checkpoint": str(resume_from), "changed": changes}
+        append_history(out, event if resume_from is not None else {"event": "start", "step": 0})
     loss_fn = ContrastiveLoss(
         temperature=cfg.model.temperature,
         mask_false_negatives=t.mask_false_negatives,
@@ -292,12 +357,20 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
     watch, interval = _Stopwatch(), _Interval()
 
     def checkpoint_state() -> dict[str, Any]:
-        return {"data": sampler.state_dict(), "skipped_rows": skipped_total, "loss": loss_value}
+        return {
+            "data": sampler.state_dict(),
+            "run": definition,
+            "skipped_rows": skipped_total,
+            "loss": loss_value,
+        }
 
     try:
         batches = iter(loader)
         while step < stop_at:
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except UserError as exc:  # from a worker: its message is the worker's whole traceback
+                raise unwrap_worker_error(exc) from None
             data_time = watch.lap()
             loss = grad_cache.step(
                 model,
@@ -321,7 +394,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
                 )
                 raise NonFiniteLossError(
                     f"step {step + 1}: loss {loss_value}, grad norm {norm_value}: stopping; rows "
-                    f"{batch['rows'][:8]}{'...' if len(batch['rows']) > 8 else ''}; nothing from this step "
+                    f"{[(src, r + 1) for src, r in batch['rows'][:8]]}{'...' if len(batch['rows']) > 8 else ''}; nothing from this step "
                     f"was saved, last good checkpoint: {last or 'none'}"
                 )
             lr = scheduler.get_last_lr()[0]

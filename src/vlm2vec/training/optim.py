@@ -46,9 +46,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters (LoRA not applied and everything frozen?)")
     params = dict(model.named_parameters())
-    groups = [
-        {"params": [params[n] for n in names], "weight_decay": wd}
-        for names, wd in ((decay, weight_decay), (no_decay, 0.0))
+    groups = [  # "decay" says which group is which even when only one is left (resume re-applies wd)
+        {"params": [params[n] for n in names], "weight_decay": wd, "decay": wd_on}
+        for names, wd, wd_on in ((decay, weight_decay, True), (no_decay, 0.0, False))
         if names
     ]
     return groups

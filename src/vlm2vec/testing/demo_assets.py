@@ -1,7 +1,8 @@
 """Create the demo's tiny model and synthetic data where a config points and nothing exists yet.
 
-Used by `train.py` when `train.prepare_demo` is true (configs/train/demo.yaml) and by
-`scripts/prepare_demo.py`. Existing folders are left alone, so a second run reuses them.
+Used by `scripts/prepare_demo.py` and `scripts/demo.py` (`make demo`), never by the trainer: the
+training loop knows nothing of the demo, so a mistyped `model.path` fails there instead of training
+a fresh random model. Existing folders are left alone, so a second run reuses them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ DEMO_EVAL_CANDIDATES = 10
 
 def prepare_demo_assets(cfg: Config) -> list[Path]:
     """Write whatever of model.path, data.mmeb_train_dir and eval.data_dir is missing; returns what was written."""
-    from ..testing import make_tiny_checkpoint
-    from ..testing.synthetic import MMEB_TRAIN_KINDS, write_synthetic_mmeb_eval, write_synthetic_mmeb_train
+    from .synthetic import MMEB_TRAIN_KINDS, write_synthetic_mmeb_eval, write_synthetic_mmeb_train
+    from .tiny import make_tiny_checkpoint
 
     written = []
     if cfg.model.path and not (Path(cfg.model.path) / "config.json").is_file():
