@@ -215,7 +215,7 @@ def test_truncated_image_error_names_dataset_row_column_and_path(folder, tmp_pat
     with pytest.raises(DatasetError) as info:
         evaluate_model(FakeEncoder(), cfg)
     msg = str(info.value)
-    assert msg.startswith("dataset 'MSCOCO_i2t', row 2, column 'qry_img_path': cannot read image ")
+    assert msg.startswith("dataset 'MSCOCO_i2t', row 3, column 'qry_img_path': cannot read image ")
     assert str(image) in msg and "\n" not in msg
 
 
@@ -239,7 +239,7 @@ def test_non_string_cell_fails_before_encoding(tmp_path):
     table["qry_text"] = [7]
     pq.write_table(pa.table(table), data / "Typed" / "test-00000-of-00001.parquet")
     model = FakeEncoder()
-    with pytest.raises(DatasetError, match=r"'Typed', row 0, column 'qry_text': expected a string, got int"):
+    with pytest.raises(DatasetError, match=r"'Typed', row 1, column 'qry_text': expected a string, got int"):
         evaluate_model(model, _cfg(data, tmp_path / "out", datasets=["Typed"]))
     assert model.calls == 0
 

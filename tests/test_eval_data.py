@@ -58,7 +58,7 @@ def test_skip_missing_reports_missing_never_zero(folder, tmp_path):
 
 def test_missing_image_error_names_dataset_row_and_path(folder):
     (folder / "images" / "ImageNet-1K" / "q_00003.png").unlink()
-    with pytest.raises(DatasetError, match=r"'ImageNet-1K', row 3, column 'qry_img_path'.*q_00003\.png"):
+    with pytest.raises(DatasetError, match=r"'ImageNet-1K', row 4, column 'qry_img_path'.*q_00003\.png"):
         load_eval_dataset(folder, "ImageNet-1K")
 
 
@@ -83,7 +83,7 @@ def test_placeholder_without_image_error_names_row_and_column(folder):
             "tgt_img_path": [[""], [""]],
         },
     )
-    with pytest.raises(DatasetError, match=r"'Bad', row 1, column 'qry_text'"):
+    with pytest.raises(DatasetError, match=r"'Bad', row 2, column 'qry_text'"):
         load_eval_dataset(folder, "Bad")
 
 
@@ -93,7 +93,7 @@ def test_unequal_candidate_lists_error(folder):
         "Uneven",
         {"qry_text": ["a"], "qry_img_path": [""], "tgt_text": [["b", "c"]], "tgt_img_path": [[""]]},
     )
-    with pytest.raises(DatasetError, match=r"'Uneven', row 0: tgt_text has 2"):
+    with pytest.raises(DatasetError, match=r"'Uneven', row 1: tgt_text has 2"):
         load_eval_dataset(folder, "Uneven")
 
 
@@ -108,5 +108,5 @@ def test_misnumbered_placeholder_fails_before_encoding(folder):
             "tgt_img_path": [[""]],
         },
     )
-    with pytest.raises(DatasetError, match=r"'Misnumbered', row 0, column 'qry_text'.*<\|image_1\|>"):
+    with pytest.raises(DatasetError, match=r"'Misnumbered', row 1, column 'qry_text'.*<\|image_1\|>"):
         load_eval_dataset(folder, "Misnumbered")

@@ -80,18 +80,18 @@ def dedup_examples(examples: list[EvalExample]) -> DedupedDataset:
     tgt_table: dict[Item, int] = {}
     qry_items: list[Item] = []
     tgt_items: list[Item] = []
-    qry_where: list[tuple[int, str]] = []
+    qry_where: list[tuple[int, str]] = []  # (1-based row, column) where each item was first seen
     tgt_where: list[tuple[int, str]] = []
     qry_index = np.empty(len(examples), dtype=np.int64)
     tgt_index: list[np.ndarray] = []
     for q, ex in enumerate(examples):
         qry_index[q] = _intern(
-            qry_table, qry_items, qry_where, Item(ex.qry_text, ex.qry_img), (q, "qry_img_path")
+            qry_table, qry_items, qry_where, Item(ex.qry_text, ex.qry_img), (q + 1, "qry_img_path")
         )
         tgt_index.append(
             np.array(
                 [
-                    _intern(tgt_table, tgt_items, tgt_where, Item(t, p), (q, f"tgt_img_path[{j}]"))
+                    _intern(tgt_table, tgt_items, tgt_where, Item(t, p), (q + 1, f"tgt_img_path[{j}]"))
                     for j, (t, p) in enumerate(zip(ex.tgt_texts, ex.tgt_imgs))
                 ],
                 dtype=np.int64,

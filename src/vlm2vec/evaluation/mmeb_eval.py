@@ -158,7 +158,7 @@ def _read_examples(name: str, files: list[Path]) -> list[EvalExample]:
     for file in files:
         table = _read_table(name, file)
         for i in range(len(table["qry_text"])):
-            row = len(examples)
+            row = len(examples) + 1  # 1-based, counted over the dataset's files
             texts, imgs = table["tgt_text"][i], table["tgt_img_path"][i]
             if not isinstance(texts, list) or not isinstance(imgs, list):
                 raise DatasetError(f"dataset {name!r}, row {row}: tgt_text and tgt_img_path must be lists")
@@ -213,7 +213,7 @@ def check_images(ds: EvalDataset) -> None:
     """Fail on the first referenced image that does not exist, naming dataset, row, column and path;
     record every image's size and mtime (the cache key's image part) in `ds.image_stamps`."""
     stamps = ds.image_stamps
-    for row, ex in enumerate(ds.examples):
+    for row, ex in enumerate(ds.examples, start=1):
         for column, path in (
             ("qry_img_path", ex.qry_img),
             *((f"tgt_img_path[{j}]", p) for j, p in enumerate(ex.tgt_imgs)),
