@@ -12,7 +12,7 @@ from vlm2vec.gradcache import GradCache, RngState, batch_rows, split_batch
 from vlm2vec.losses import ContrastiveLoss
 
 sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
-from toy import make_batch, make_model, take  # noqa: E402
+from toy import make_batch, make_model  # noqa: E402
 
 LOSS = ContrastiveLoss(temperature=0.05)
 

@@ -23,10 +23,10 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from ..chunking import PaddingMeter
 from ..config import Config, ConfigError, save_config, to_dict
 from ..data import build_sources, build_train_loader
 from ..errors import UserError
-from ..chunking import PaddingMeter
 from ..gradcache import GradCache
 from ..losses import ContrastiveLoss
 from ..model import EmbeddingModel, move_batch
