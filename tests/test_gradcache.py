@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlm2vec.chunking import padding_counts, plan_chunks, row_lengths
+from vlm2vec.chunking import equalize, padding_counts, plan_chunks, row_lengths
 from vlm2vec.gradcache import GradCache, RngState, batch_rows, split_batch
 from vlm2vec.losses import ContrastiveLoss
 
@@ -346,3 +346,21 @@ def test_bench_script_shows_flat_gradcache_activation_memory(capsys):
     assert plain[2] > 3.5 * plain[0]  # plain activations grow with the batch
     assert cached[2] < 1.1 * cached[0] and cached[0] < plain[0]  # GradCache: one chunk's worth
     assert result["timing"]["ratio"] > 0
+
+
+def test_plan_groups_by_length_and_keeps_each_chunk_within_its_budget():
+    lengths = [3, 40, 2, 38, 5, 1, 39]
+    plan = plan_chunks(lengths, max_tokens=80)
+    assert sorted(r for rows in plan for r in rows) == list(range(len(lengths)))  # every row once
+    assert all(len(rows) * max(lengths[r] for r in rows) <= 80 for rows in plan)
+    assert plan == [[1, 6], [3, 4], [0, 2, 5]]  # longest first, packed greedily
+    assert plan_chunks(lengths, max_rows=3, by_length=False) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert plan_chunks([100, 1], max_tokens=10) == [[0], [1]]  # a row over budget gets its own chunk
+
+
+def test_equalize_splits_chunks_up_to_the_agreed_count_and_refuses_the_impossible():
+    lengths = [3, 40, 2, 38, 5, 1, 39]
+    plan = equalize(plan_chunks(lengths, max_tokens=80), 6, lengths)
+    assert len(plan) == 6 and sorted(r for rows in plan for r in rows) == list(range(7))
+    with pytest.raises(ValueError, match="same number of rows"):
+        equalize([[0], [1]], 3, [1, 1])
