@@ -65,6 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--data", choices=["demo", "recipe"], default="demo", help="synthetic subsets (see above)")
     p.add_argument("--paths", default="today,new", help="which paths to run, in this order")
+    p.add_argument("--repeats", type=int, default=1, help="run the paths alternately this many times")
     p.add_argument(
         "--chunk-tokens", type=int, default=None, help="new path: token budget per chunk (rows x longest row)"
     )
@@ -218,8 +219,9 @@ def main(argv: list[str]) -> dict:
     setup_s = time.perf_counter() - t0
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    runs = {}
-    for path in args.paths.split(","):
+    runs: dict[str, dict] = {}
+    repeats: dict[str, list[dict]] = {}
+    for path in args.paths.split(",") * args.repeats:
         model.load_state_dict(state)  # same weights for every path
         extra = [f"--train.output_dir={work / path}"]
         if path == "today":
@@ -236,9 +238,14 @@ def main(argv: list[str]) -> dict:
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         with todays_chunks() if path == "today" else contextlib.nullcontext():
-            runs[path] = run_path(
-                load_config(args.config, overrides + extra), model, counter, args, work / path
+            shutil.rmtree(work / path, ignore_errors=True)
+            repeats.setdefault(path, []).append(
+                run_path(load_config(args.config, overrides + extra), model, counter, args, work / path)
             )
+        runs[path] = dict(repeats[path][-1])
+        times = sorted(r["step_time_s"] for r in repeats[path])
+        runs[path].update(step_time_s=times[len(times) // 2], step_times_s=times)  # median of the repeats
+        runs[path]["samples_per_s"] = per_device / runs[path]["step_time_s"]
         runs[path].update(
             per_device_batch=per_device,
             gradcache_chunk=chunk if path == "today" or not args.chunk_tokens else None,
