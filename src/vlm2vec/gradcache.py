@@ -250,7 +250,8 @@ class GradCache:
         return {s: p if len(p) > 1 else [list(range(len(lengths[s])))] for s, p in plans.items()}
 
     def needs_chunking(self, qry: Batch, tgt: Batch, neg: Batch | None = None) -> bool:
-        """True when some side is cut into several chunks (the two-pass path runs)."""
+        """True when some side is cut into several chunks (the two-pass path runs). With several
+        processes this takes part in a collective (see `plan`): call it on every rank."""
         return any(len(p) > 1 for p in self.plan(qry, tgt, neg).values())
 
     def step(
