@@ -5,6 +5,7 @@
 #
 #   bash scripts/gpu_checks.sh                    # on a GPU machine, from the repository root
 #   CHECKS="train eval" bash scripts/gpu_checks.sh  # a subset
+#   CHECKS="train train_tokens eval packing" bash scripts/gpu_checks.sh  # issue 12's checks (~9 min)
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -22,7 +23,7 @@ cat "$OUT/gpu.txt"
 
 check() {  # check NAME SECONDS SCRIPT ARGS...
   local name=$1 limit=$2; shift 2
-  case " ${CHECKS:-phi3v train gradcache eval} " in *" $name "*) ;; *) return 0 ;; esac
+  case " ${CHECKS:-phi3v train train_tokens gradcache eval packing} " in *" $name "*) ;; *) return 0 ;; esac
   echo "== $name (limit ${limit}s): python3 $*" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" python3 "$@" > "$OUT/$name.json" 2>> "$LOG"
@@ -32,9 +33,13 @@ check() {  # check NAME SECONDS SCRIPT ARGS...
 }
 
 check phi3v 130 scripts/bench_phi3v.py --device cuda --backward
-check train 200 scripts/bench_train.py --device cuda
+# today's GradCache chunks vs length-grouped trimmed ones, recipe chunk 4, one process
+check train 300 scripts/bench_train.py --device cuda --warmup 1 --steps 2
+# token-budget chunks (16 image rows' worth, many more text rows): MFU at the budget that fits
+check train_tokens 170 scripts/bench_train.py --device cuda --warmup 1 --steps 2 --paths new --chunk-tokens 12800
 check gradcache 100 scripts/bench_gradcache.py --device cuda --hidden 2048 --layers 8 --heads 16 --seq 512 \
   --batch 64 --chunk 16 --mem-batches 16,32,64 --mem-chunk 8 --dtype bf16 --dropout 0.1 --repeats 6 --warmup 2
-check eval 80 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
-  --queries 200 --candidates 25 --batch-size 64 --num-workers 4
+check eval 120 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
+  --queries 200 --candidates 25 --batch-size 64 --num-workers 4 --today-workers 4
+check packing 60 scripts/bench_packing.py --device cuda
 tail -n 40 "$LOG"

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlm2vec.chunking import equalize, padding_counts, plan_chunks, row_lengths
 from vlm2vec.gradcache import GradCache, RngState, batch_rows, split_batch
 from vlm2vec.losses import ContrastiveLoss
 
 sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
-from toy import make_batch, make_model, take  # noqa: E402
+from toy import make_batch, make_model  # noqa: E402
 
 LOSS = ContrastiveLoss(temperature=0.05)
 
@@ -21,53 +22,73 @@ def grads_of(model):
 
 
 def assert_grads_close(ours, ref, rel=1e-5):
+    """Relative error per parameter; gradients that are zero in exact arithmetic (attention key biases)
+    are measured against 1e-3 of the largest gradient norm instead of their own rounding noise."""
     assert ours.keys() == ref.keys()
+    floor = 1e-3 * max(g.norm() for g in ref.values())
     for name in ref:
-        err = (ours[name] - ref[name]).norm() / ref[name].norm().clamp_min(1e-12)
+        err = (ours[name] - ref[name]).norm() / ref[name].norm().clamp_min(floor)
         assert err <= rel, f"{name}: relative error {err:.2e}"
 
 
-def chunks(batch, size):
-    rows = batch_rows(batch)
-    size = size or rows
-    return [take(batch, s, s + size) for s in range(0, rows, size)]
+def forward_in_plan(model, side, batch, size, tokens=None, by_length=True, split=split_batch):
+    """Reps of one side, forwarded with autograd chunk by chunk as GradCache plans them (same chunks in
+    the same order, so the same dropout masks), put back in the batch's row order."""
+    plan = plan_chunks(row_lengths(batch), size, tokens, by_length)
+    if len(plan) == 1:
+        plan = [list(range(batch_rows(batch)))]
+    key = "qry" if side == "qry" else "tgt"
+    reps = torch.cat([model(**{key: c})[f"{key}_reps"] for c in split(batch, plan)])
+    order = torch.tensor([r for rows in plan for r in rows])
+    return reps[torch.argsort(order)]
 
 
-def reference_grads(model, qry, tgt, neg, qcs, tcs, seed, loss_fn=LOSS):
-    """Full-batch gradient with autograd through every chunk at once (same chunk order, so same dropout)."""
+def reference_grads(model, qry, tgt, neg, qcs, tcs, seed, loss_fn=LOSS, qtok=None, ttok=None, by_length=True):
+    """Full-batch gradient with autograd through every chunk at once (same chunks, so same dropout)."""
     model.zero_grad()
     torch.manual_seed(seed)
-    q = torch.cat([model(qry=c)["qry_reps"] for c in chunks(qry, qcs)])
-    t = torch.cat([model(tgt=c)["tgt_reps"] for c in chunks(tgt, tcs)])
-    n = torch.cat([model(tgt=c)["tgt_reps"] for c in chunks(neg, tcs)]) if neg is not None else None
+    q = forward_in_plan(model, "qry", qry, qcs, qtok, by_length)
+    t = forward_in_plan(model, "tgt", tgt, tcs, ttok, by_length)
+    n = forward_in_plan(model, "neg", neg, tcs, ttok, by_length) if neg is not None else None
     loss = loss_fn(q, t, n)
     loss.backward()
     return loss.detach(), grads_of(model)
 
 
-def gradcache_grads(model, qry, tgt, neg, qcs, tcs, seed, loss_fn=LOSS, **kwargs):
+def gradcache_grads(
+    model, qry, tgt, neg, qcs, tcs, seed, loss_fn=LOSS, qtok=None, ttok=None, by_length=True, **kwargs
+):
     model.zero_grad()
     torch.manual_seed(seed)
-    loss = GradCache(loss_fn, qcs, tcs, **kwargs).step(model, qry, tgt, neg)
+    step = GradCache(
+        loss_fn, qcs, tcs, qry_chunk_tokens=qtok, tgt_chunk_tokens=ttok, group_by_length=by_length, **kwargs
+    )
+    loss = step.step(model, qry, tgt, neg)
     return loss, grads_of(model)
 
 
 @pytest.mark.parametrize(
-    "qcs,tcs,with_neg,checkpointing",
+    "qcs,tcs,with_neg,checkpointing,qtok,ttok,by_length",
     [
-        (2, 3, False, False),
-        (1, 4, True, False),
-        (3, None, True, False),
-        (2, 2, False, True),
-        (4, 1, True, True),
+        (2, 3, False, False, None, None, True),
+        (2, 3, False, False, None, None, False),
+        (1, 4, True, False, None, None, True),
+        (3, None, True, False, None, None, True),
+        (2, 2, False, True, None, None, True),
+        (4, 1, True, True, None, None, True),
+        (None, None, True, False, 9, 7, True),  # token budgets only
+        (3, 4, True, True, 8, 10, True),  # both limits
     ],
 )
-def test_gradcache_grads_equal_full_batch_grads_with_dropout(qcs, tcs, with_neg, checkpointing):
+def test_gradcache_grads_equal_full_batch_grads_with_dropout(
+    qcs, tcs, with_neg, checkpointing, qtok, ttok, by_length
+):
     model = make_model(dropout=0.2, checkpointing=checkpointing).train()
     qry, tgt = make_batch(7, seed=1), make_batch(7, seed=2, pixels=False)
     neg = make_batch(14, seed=3, pixels=False) if with_neg else None
-    loss, ours = gradcache_grads(model, qry, tgt, neg, qcs, tcs, seed=123)
-    ref_loss, ref = reference_grads(model, qry, tgt, neg, qcs, tcs, seed=123)
+    kw = dict(qtok=qtok, ttok=ttok, by_length=by_length)
+    loss, ours = gradcache_grads(model, qry, tgt, neg, qcs, tcs, seed=123, **kw)
+    ref_loss, ref = reference_grads(model, qry, tgt, neg, qcs, tcs, seed=123, **kw)
     assert torch.allclose(loss, ref_loss, rtol=1e-6)
     assert_grads_close(ours, ref)
 
@@ -167,10 +188,8 @@ def test_step_leaves_global_rng_where_the_first_pass_left_it():
     qry, tgt = make_batch(4, seed=1), make_batch(4, seed=2)
     torch.manual_seed(0)
     with torch.no_grad():
-        for c in chunks(qry, 2):
-            model(qry=c)
-        for c in chunks(tgt, 2):
-            model(tgt=c)
+        forward_in_plan(model, "qry", qry, 2)
+        forward_in_plan(model, "tgt", tgt, 2)
     expected = torch.rand(3)
     torch.manual_seed(0)
     GradCache(LOSS, 2, 2).step(model, qry, tgt)
@@ -187,19 +206,19 @@ def test_split_batch_slices_every_tensor_and_list_on_dim0():
 
 def test_split_batch_rejects_tensors_that_are_not_per_row():
     batch = make_batch(4, seed=0) | {"pixel_values": torch.zeros(9, 3), "image_grid_thw": torch.ones(2, 3)}
-    with pytest.raises(ValueError, match="split_fn"):
+    with pytest.raises(ValueError, match="row_spans"):
         split_batch(batch, 2)
 
 
 def test_custom_split_fn_is_used():
     seen = []
 
-    def split(inputs, size):
-        seen.append(size)
-        return split_batch(inputs, size)
+    def split(inputs, plan):
+        seen.append([len(rows) for rows in plan])
+        return split_batch(inputs, plan)
 
     GradCache(LOSS, 2, 3, split_fn=split).step(make_model(), make_batch(4, seed=1), make_batch(4, seed=2))
-    assert seen == [2, 3]
+    assert seen == [[2, 2], [3, 1]]
 
 
 def test_invalid_chunk_size_raises():
@@ -234,27 +253,43 @@ def tiny_phi3v_dir(tmp_path_factory):
     return make_tiny_checkpoint("phi3_v", tmp_path_factory.mktemp("tiny_phi3_v"))
 
 
-@pytest.mark.parametrize("backbone", ["qwen2_vl", "phi3_v"])
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_gradcache_grads_equal_full_batch_grads_on_tiny_vlm_with_dropout(
-    backbone, checkpointing, request, tiny_images
-):
+def tiny_vlm(request, backbone, tiny_images, checkpointing=False, dropout=0.1):
+    """A tiny VLM in train mode and a mixed image / text batch (rows of very different lengths)."""
     from vlm2vec import EmbeddingModel
     from vlm2vec.testing import tiny_model_config
 
     folder = request.getfixturevalue("tiny_qwen_dir" if backbone == "qwen2_vl" else "tiny_phi3v_dir")
     cfg = tiny_model_config(backbone, folder, gradient_checkpointing=checkpointing)
     model = EmbeddingModel.from_config(cfg).train()
-    enable_dropout(model, 0.1)
+    enable_dropout(model, dropout)
     im = tiny_images
     qry = model.processor(QRY_TEXTS, [[im[0]], [], [im[1]], [im[2]], []])
     tgt = model.processor(TGT_TEXTS, [[], [im[0]], [], [], [im[1]]])
+    return model, qry, tgt
+
+
+def token_budgets(qry, tgt):
+    """Budgets that give image rows chunks of their own and pack short text rows together."""
+    return 2 * max(row_lengths(qry)), max(row_lengths(tgt)) + 3
+
+
+@pytest.mark.parametrize("backbone", ["qwen2_vl", "phi3_v"])
+@pytest.mark.parametrize(
+    "checkpointing,limit", [(False, "rows"), (True, "rows"), (False, "tokens"), (True, "tokens")]
+)
+def test_gradcache_grads_equal_full_batch_grads_on_tiny_vlm_with_dropout(
+    backbone, checkpointing, limit, request, tiny_images
+):
+    model, qry, tgt = tiny_vlm(request, backbone, tiny_images, checkpointing)
+    qcs, tcs, (qtok, ttok) = (
+        (2, 3, (None, None)) if limit == "rows" else (None, None, token_budgets(qry, tgt))
+    )
 
     def reference(seed):
         model.zero_grad()
         torch.manual_seed(seed)
-        q = torch.cat([model(qry=c)["qry_reps"] for c in model.split_batch(qry, 2)])
-        t = torch.cat([model(tgt=c)["tgt_reps"] for c in model.split_batch(tgt, 3)])
+        q = forward_in_plan(model, "qry", qry, qcs, qtok, split=model.split_batch)
+        t = forward_in_plan(model, "tgt", tgt, tcs, ttok, split=model.split_batch)
         loss = LOSS(q, t)
         loss.backward()
         return loss.detach(), grads_of(model)
@@ -264,9 +299,37 @@ def test_gradcache_grads_equal_full_batch_grads_on_tiny_vlm_with_dropout(
     assert any(not torch.equal(ref[n], other_seed[n]) for n in ref)  # dropout is really on
     model.zero_grad()
     torch.manual_seed(11)
-    loss = GradCache(LOSS, 2, 3, split_fn=model.split_batch).step(model, qry, tgt)
+    step = GradCache(LOSS, qcs, tcs, split_fn=model.split_batch, qry_chunk_tokens=qtok, tgt_chunk_tokens=ttok)
+    loss = step.step(model, qry, tgt)
     assert torch.allclose(loss, ref_loss, rtol=1e-6)
     assert_grads_close(grads_of(model), ref)
+
+
+@pytest.mark.parametrize("backbone", ["qwen2_vl", "phi3_v"])
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_length_grouped_trimmed_chunks_equal_one_padded_full_batch_and_cut_padding(
+    backbone, padding_side, request, tiny_images
+):
+    """Without dropout, regrouped and trimmed chunks give the gradient of one forward of the whole
+    padded batch (so trimming keeps positions and image tensors consistent), with fewer padded tokens."""
+    model, _, _ = tiny_vlm(request, backbone, tiny_images, dropout=0.0)
+    im = tiny_images
+    qry = model.processor(QRY_TEXTS, [[im[0]], [], [im[1]], [im[2]], []], padding_side=padding_side)
+    tgt = model.processor(TGT_TEXTS, [[], [im[0]], [], [], [im[1]]], padding_side=padding_side)
+    model.zero_grad()
+    out = model(qry=qry, tgt=tgt)
+    ref_loss = LOSS(out["qry_reps"], out["tgt_reps"])
+    ref_loss.backward()
+    ref = grads_of(model)
+    model.zero_grad()
+    qtok, ttok = token_budgets(qry, tgt)
+    step = GradCache(LOSS, split_fn=model.split_batch, qry_chunk_tokens=qtok, tgt_chunk_tokens=ttok)
+    loss = step.step(model, qry, tgt)
+    assert torch.allclose(loss, ref_loss.detach(), rtol=1e-6)
+    assert_grads_close(grads_of(model), ref)
+    real, padded = step.last_padding
+    full_real, full_padded = padding_counts([qry, tgt])
+    assert real == full_real and 2 * padded <= full_padded
 
 
 def test_bench_script_shows_flat_gradcache_activation_memory(capsys):
@@ -306,3 +369,21 @@ def test_gradcache_with_k_negatives_masking_and_hardness_equals_full_batch(qcs, 
     ref_loss, ref = reference_grads(model, qry, tgt, neg, qcs, tcs, seed=11, loss_fn=loss_fn)
     assert torch.allclose(loss, ref_loss, rtol=1e-6)
     assert_grads_close(ours, ref)
+
+
+def test_plan_groups_by_length_and_keeps_each_chunk_within_its_budget():
+    lengths = [3, 40, 2, 38, 5, 1, 39]
+    plan = plan_chunks(lengths, max_tokens=80)
+    assert sorted(r for rows in plan for r in rows) == list(range(len(lengths)))  # every row once
+    assert all(len(rows) * max(lengths[r] for r in rows) <= 80 for rows in plan)
+    assert plan == [[1, 6], [3, 4], [0, 2, 5]]  # longest first, packed greedily
+    assert plan_chunks(lengths, max_rows=3, by_length=False) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert plan_chunks([100, 1], max_tokens=10) == [[0], [1]]  # a row over budget gets its own chunk
+
+
+def test_equalize_splits_chunks_up_to_the_agreed_count_and_refuses_the_impossible():
+    lengths = [3, 40, 2, 38, 5, 1, 39]
+    plan = equalize(plan_chunks(lengths, max_tokens=80), 6, lengths)
+    assert len(plan) == 6 and sorted(r for rows in plan for r in rows) == list(range(7))
+    with pytest.raises(ValueError, match="same number of rows"):
+        equalize([[0], [1]], 3, [1, 1])

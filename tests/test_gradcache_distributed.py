@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from launching import launch
+from vlm2vec.chunking import equalize, plan_chunks, row_lengths
+from vlm2vec.gradcache import split_batch
 from vlm2vec.losses import ContrastiveLoss
 
 SCRIPTS = Path(__file__).parent / "dist_scripts"
@@ -31,27 +33,49 @@ def run_workers(tmp_path: Path, *args: str) -> Path:
     return out
 
 
-def chunked(batch, rows, size):
-    size = size or rows
-    return [take(batch, s, s + size) for s in range(0, rows, size)]
+def rank_plans(batches, size, tokens):
+    """Each rank's GradCache plan of one side: length-grouped, then brought to the ranks' largest count."""
+    lengths = [row_lengths(b) for b in batches]
+    plans = [plan_chunks(n, size, tokens) for n in lengths]
+    count = max(len(p) for p in plans)
+    if count == 1:
+        return [[list(range(len(n)))] for n in lengths], [1, 1]
+    return [equalize(p, count, n) for p, n in zip(plans, lengths)], [len(p) for p in plans]
 
 
-def reference_update(rows, qcs, tcs, negs, dropout, lr, tgt_pixels):
-    """One process, whole global batch, plain autograd; rank r's chunks forwarded from seed 100 + r."""
+def forward_plan(model, key, batch, plan):
+    reps = torch.cat([model(**{key: c})[f"{key}_reps"] for c in split_batch(batch, plan)])
+    return reps[torch.argsort(torch.tensor([r for rows in plan for r in rows]))]
+
+
+def reference_update(rows, qcs, tcs, negs, dropout, lr, tgt_pixels, qtok=None, ttok=None):
+    """One process, whole global batch, plain autograd; rank r's chunks forwarded from seed 100 + r.
+
+    Also returns, per side, the chunk counts the ranks' own plans had before agreeing on one."""
     model = make_model(dropout=dropout).train()
     qry, tgt, neg = global_batches(WORLD, rows, negs, tgt_pixels)
-    q, t, n = [], [], []
+    shards = {
+        "qry": [take(qry, r * rows, (r + 1) * rows) for r in range(WORLD)],
+        "tgt": [take(tgt, r * rows, (r + 1) * rows) for r in range(WORLD)],
+    }
+    if negs:
+        shards["neg"] = [take(neg, r * rows * negs, (r + 1) * rows * negs) for r in range(WORLD)]
+    limits = {"qry": (qcs, qtok), "tgt": (tcs, ttok), "neg": (tcs, ttok)}
+    planned = {side: rank_plans(parts, *limits[side]) for side, parts in shards.items()}
+    if all(len(p) == 1 for plans, _ in planned.values() for p in plans):  # plain path on every rank
+        planned = {s: ([[list(range(len(parts[r]["input_ids"])))] for r in range(WORLD)], c)
+                   for (s, parts), (_, c) in zip(shards.items(), planned.values())}  # fmt: skip
+    reps = {side: [] for side in shards}
     for rank in range(WORLD):
-        lo, hi = rank * rows, (rank + 1) * rows
         torch.manual_seed(100 + rank)
-        q += [model(qry=c)["qry_reps"] for c in chunked(take(qry, lo, hi), rows, qcs)]
-        t += [model(tgt=c)["tgt_reps"] for c in chunked(take(tgt, lo, hi), rows, tcs)]
-        if negs:
-            local_neg = take(neg, lo * negs, hi * negs)
-            n += [model(tgt=c)["tgt_reps"] for c in chunked(local_neg, rows * negs, tcs)]
-    loss = ContrastiveLoss(TEMPERATURE)(torch.cat(q), torch.cat(t), torch.cat(n) if negs else None)
+        for side, parts in shards.items():
+            key = "qry" if side == "qry" else "tgt"
+            reps[side].append(forward_plan(model, key, parts[rank], planned[side][0][rank]))
+    cat = {side: torch.cat(r) for side, r in reps.items()}
+    loss = ContrastiveLoss(TEMPERATURE)(cat["qry"], cat["tgt"], cat.get("neg"))
     loss.backward()
-    return loss.item(), {name: -lr * p.grad for name, p in model.named_parameters()}
+    counts = {side: c for side, (_, c) in planned.items()}
+    return loss.item(), {name: -lr * p.grad for name, p in model.named_parameters()}, counts
 
 
 def assert_same_update(result_file, ref_loss, ref_delta, rel=1e-5):
@@ -63,25 +87,31 @@ def assert_same_update(result_file, ref_loss, ref_delta, rel=1e-5):
 
 
 CASES = {
-    # mode: (qry chunk, tgt chunk, hard negatives per query, targets have pixels)
-    "ddp_accelerate": (2, 4, 0, True),
-    "ddp_raw": (2, 3, 2, False),  # text-only targets: a qry chunk (pixels) must be replayed last; k=2
-    "zero2": (2, 4, 3, True),  # k = 3 negatives per query, chunked like targets
-    "zero3": (4, 2, 1, True),
-    "zero3_offload": (3, 2, 1, True),  # offload finalises only params of the last backward: same need
+    # mode: (qry chunk rows, tgt chunk rows, hard negatives per query, targets have pixels,
+    #        qry / tgt chunk token budgets)
+    "ddp_accelerate": (2, 4, 0, True, None, None),
+    "ddp_raw": (None, None, 2, False, 9, 8),  # text-only targets: a qry chunk (pixels) must be replayed last
+    "zero2": (2, 4, 3, True, None, None),  # k = 3 negatives per query, chunked like targets
+    "zero3": (None, 4, 1, True, 8, 9),  # token budgets: the ranks' own plans differ in chunk count
+    "zero3_offload": (3, 2, 1, True, None, None),  # offload finalises only params of the last backward
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(CASES))
 def test_two_process_step_equals_one_process_on_global_batch(tmp_path, mode):
-    qcs, tcs, negs, tgt_pixels = CASES[mode]
+    """Length-grouped chunks (by rows or by token budget) on every engine; with token budgets the ranks'
+    plans start with different chunk counts, so the agreed count (all_reduce) is exercised too."""
+    qcs, tcs, negs, tgt_pixels, qtok, ttok = CASES[mode]
     rows, dropout, lr = 6, 0.1, 0.5
+    limits = [f"--{k}={v}" for k, v in (("qcs", qcs), ("tcs", tcs), ("qtok", qtok), ("ttok", ttok)) if v]
     result = run_workers(
-        tmp_path, "--mode", mode, "--rows", str(rows), "--qcs", str(qcs), "--tcs", str(tcs),
+        tmp_path, "--mode", mode, "--rows", str(rows), *limits,
         "--negs", str(negs), "--dropout", str(dropout), "--lr", str(lr),
     )  # fmt: skip
-    ref_loss, ref_delta = reference_update(rows, qcs, tcs, negs, dropout, lr, tgt_pixels)
+    ref_loss, ref_delta, counts = reference_update(rows, qcs, tcs, negs, dropout, lr, tgt_pixels, qtok, ttok)
+    if qtok or ttok:
+        assert any(len(set(c)) > 1 for c in counts.values()), counts  # the agreement has work to do
     assert_same_update(result, ref_loss, ref_delta)
 
 

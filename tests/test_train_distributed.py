@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 
 from launching import launch
 from vlm2vec import load_processor
-from vlm2vec.backbones.qwen2vl import split_qwen_batch
+from vlm2vec.backbones import get_backbone
+from vlm2vec.chunking import plan_chunks, row_lengths
 from vlm2vec.config import Config, DataConfig, TrainConfig, load_config, save_config
 from vlm2vec.data import build_sources, build_train_loader
 from vlm2vec.testing import tiny_model_config
@@ -111,7 +112,12 @@ def _chunks_differing_in_modality(config: Path, nproc: int = 2) -> int:
         )
         per_rank.append(
             [
-                ["pixel_values" in chunk for chunk in split_qwen_batch(batch[side], t.qry_chunk_size)]
+                [
+                    "pixel_values" in chunk
+                    for chunk in get_backbone("qwen2_vl").split_batch(
+                        batch[side], plan_chunks(row_lengths(batch[side]), t.qry_chunk_size)
+                    )
+                ]
                 for batch in loader
                 for side in ("qry", "tgt")
             ]

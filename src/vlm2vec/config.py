@@ -163,6 +163,13 @@ class TrainConfig:
     per_device_batch_size: int = opt(8, "query-target pairs per process per step")
     qry_chunk_size: int | None = opt(None, "GradCache chunk rows on the query side (null: no chunking)")
     tgt_chunk_size: int | None = opt(None, "GradCache chunk rows on the target side (null: no chunking)")
+    qry_chunk_tokens: int | None = opt(
+        None, "GradCache query chunk budget in padded tokens, rows x longest row (null: none)"
+    )
+    tgt_chunk_tokens: int | None = opt(
+        None, "GradCache target/negative chunk budget in padded tokens, rows x longest row (null: none)"
+    )
+    chunk_by_length: bool = opt(True, "GradCache: group rows by length before chunking (false: batch order)")
     max_steps: int = opt(100, "optimiser steps of the run")
     lr: float = opt(2e-5, "peak learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay (not on biases and norms)")

@@ -28,45 +28,26 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
+from .chunking import Plan, equalize, num_rows, padding_counts, plan_chunks, row_lengths, split_rows
+from .distributed import world
+
 Batch = dict[str, Any]
-SplitFn = Callable[[Batch, int], list[Batch]]
+SplitFn = Callable[[Batch, Plan], list[Batch]]
+SIDES = ("qry", "tgt", "neg")
 
 
 def batch_rows(inputs: Batch) -> int:
-    """Number of rows (examples) of a processed batch: the length of `input_ids` (or `attention_mask`)."""
-    for key in ("input_ids", "attention_mask"):
-        if isinstance(inputs.get(key), torch.Tensor):
-            return int(inputs[key].shape[0])
-    for value in inputs.values():
-        if isinstance(value, torch.Tensor):
-            return int(value.shape[0])
-    raise ValueError(f"cannot tell the batch size of a batch with keys {sorted(inputs)}")
+    """Number of rows (examples) of a processed batch (see `chunking.num_rows`)."""
+    return num_rows(inputs)
 
 
-def split_batch(inputs: Batch, chunk_size: int) -> list[Batch]:
-    """Default splitter: slice every tensor (and list) on dim 0 into chunks of `chunk_size` rows.
-
-    Correct when every tensor has one row per example. Backbones whose pixel tensors are not per row
-    (Qwen2-VL's flattened patches with `image_grid_thw` per image) must pass their own `split_fn`.
-    """
-    rows = batch_rows(inputs)
-    chunks = []
-    for start in range(0, rows, chunk_size):
-        chunk = {}
-        for key, value in inputs.items():
-            if isinstance(value, (torch.Tensor, list, tuple)):
-                if len(value) != rows:
-                    raise ValueError(
-                        f"'{key}' has {len(value)} rows but the batch has {rows}: "
-                        "pass a split_fn that knows this backbone's layout"
-                    )
-                chunk[key] = value[start : start + chunk_size]
-            else:
-                chunk[key] = value
-        chunks.append(chunk)
-    return chunks
+def split_batch(inputs: Batch, chunks: int | Plan) -> list[Batch]:
+    """Default splitter for models without a backbone (every tensor and list has one entry per row):
+    `chunking.split_rows` without image spans. Backbone models pass `EmbeddingModel.split_batch`."""
+    return split_rows(inputs, chunks)
 
 
 class RngState:
@@ -197,11 +178,19 @@ class GradCache:
     Args:
         loss_fn: `loss_fn(qry_reps, tgt_reps, neg_reps, **loss_kwargs) -> scalar` over local reps (it
             gathers across ranks itself), e.g. `vlm2vec.losses.ContrastiveLoss`.
-        qry_chunk_size: rows per chunk on the query side; None = no chunking.
-        tgt_chunk_size: rows per chunk on the target side (and for hard negatives); None = no chunking.
+        qry_chunk_size: rows per chunk on the query side; None = no row limit.
+        tgt_chunk_size: rows per chunk on the target side (and for hard negatives); None = no row limit.
         accelerator: an `accelerate.Accelerator` when the model was prepared by one; its `backward`
             and `no_sync` are then used.
-        split_fn: `split_fn(inputs, chunk_size) -> list[batch]`; default `split_batch` (dim-0 slicing).
+        split_fn: `split_fn(inputs, plan) -> list[batch]` with `plan` the row indices of each chunk;
+            default `split_batch` (dim-0 indexing). Backbone models pass `EmbeddingModel.split_batch`.
+        qry_chunk_tokens / tgt_chunk_tokens: token budget of a chunk (rows x its longest row, i.e. the
+            padded tokens it costs); None = no budget. With both a row count and a budget, both hold.
+        group_by_length: sort a side's rows by length before chunking (reps are put back in order).
+
+    Every chunk is trimmed to its own longest row. Ranks run the same number of chunk passes: with
+    several processes the per-side chunk counts are agreed (max) with one all_reduce per step and the
+    smaller plans split further (`chunking.equalize`).
 
     Costs: with chunking, one extra no-grad forward per step (about 4/3 of the compute of plain
     training) and activation memory of one chunk; the reps of the whole batch and their gradients are
@@ -215,24 +204,55 @@ class GradCache:
         tgt_chunk_size: int | None = None,
         accelerator: Any | None = None,
         split_fn: SplitFn | None = None,
+        qry_chunk_tokens: int | None = None,
+        tgt_chunk_tokens: int | None = None,
+        group_by_length: bool = True,
     ) -> None:
-        for name, size in (("qry_chunk_size", qry_chunk_size), ("tgt_chunk_size", tgt_chunk_size)):
+        for name, size in (
+            ("qry_chunk_size", qry_chunk_size),
+            ("tgt_chunk_size", tgt_chunk_size),
+            ("qry_chunk_tokens", qry_chunk_tokens),
+            ("tgt_chunk_tokens", tgt_chunk_tokens),
+        ):
             if size is not None and size < 1:
                 raise ValueError(f"{name} must be a positive integer or None, got {size}")
         self.loss_fn = loss_fn
         self.chunk_sizes = {"qry": qry_chunk_size, "tgt": tgt_chunk_size, "neg": tgt_chunk_size}
+        self.chunk_tokens = {"qry": qry_chunk_tokens, "tgt": tgt_chunk_tokens, "neg": tgt_chunk_tokens}
+        self.group_by_length = group_by_length
         self.accelerator = accelerator
         self.split_fn = split_fn or split_batch
+        #: (real tokens, padded tokens) of the last step's chunks, one forward pass, this rank
+        self.last_padding: tuple[int, int] = (0, 0)
+
+    def plan(self, qry: Batch, tgt: Batch, neg: Batch | None = None) -> dict[str, Plan]:
+        """Row indices of each chunk per side; every side one chunk when no side needs cutting.
+
+        With several processes the counts are agreed (max over ranks, one all_reduce): token budgets,
+        or a last batch with fewer rows, could otherwise make ranks run different numbers of passes.
+        """
+        sides = {"qry": qry, "tgt": tgt, "neg": neg}
+        lengths = {s: row_lengths(x) for s, x in sides.items() if x is not None}
+        plans = {
+            s: plan_chunks(n, self.chunk_sizes[s], self.chunk_tokens[s], self.group_by_length)
+            for s, n in lengths.items()
+        }
+        counts = {s: len(p) for s, p in plans.items()}
+        limits = [*self.chunk_sizes.values(), *self.chunk_tokens.values()]
+        if any(v is not None for v in limits) and world()[1] > 1:
+            device = next(v.device for v in qry.values() if isinstance(v, torch.Tensor))
+            agreed = torch.tensor([counts.get(s, 0) for s in SIDES], device=device)
+            dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+            counts = {s: int(agreed[i]) for i, s in enumerate(SIDES) if s in plans}
+        if all(c == 1 for c in counts.values()):
+            return {s: [list(range(len(n)))] for s, n in lengths.items()}
+        plans = {s: equalize(plans[s], counts[s], lengths[s]) for s in plans}
+        return {s: p if len(p) > 1 else [list(range(len(lengths[s])))] for s, p in plans.items()}
 
     def needs_chunking(self, qry: Batch, tgt: Batch, neg: Batch | None = None) -> bool:
-        """True when some side is larger than its chunk size (the two-pass path runs)."""
-        sides = {"qry": qry, "tgt": tgt, "neg": neg}
-        return any(
-            inputs is not None
-            and self.chunk_sizes[side] is not None
-            and batch_rows(inputs) > self.chunk_sizes[side]
-            for side, inputs in sides.items()
-        )
+        """True when some side is cut into several chunks (the two-pass path runs). With several
+        processes this takes part in a collective (see `plan`): call it on every rank."""
+        return any(len(p) > 1 for p in self.plan(qry, tgt, neg).values())
 
     def step(
         self, model: nn.Module, qry: Batch, tgt: Batch, neg: Batch | None = None, **loss_kwargs: Any
@@ -247,20 +267,21 @@ class GradCache:
         `model(qry=..., tgt=..., neg=...)`, so DDP sees one forward per backward.
         """
         backward = _Backward(model, self.accelerator)
-        if not self.needs_chunking(qry, tgt, neg):
+        plans = self.plan(qry, tgt, neg)
+        if all(len(p) == 1 for p in plans.values()):
+            self.last_padding = padding_counts([qry, tgt, neg])
             sides = {"qry": qry, "tgt": tgt} | ({"neg": neg} if neg is not None else {})
             out = model(**sides)
             loss = self.loss_fn(out["qry_reps"], out["tgt_reps"], out.get("neg_reps"), **loss_kwargs)
             backward(loss, last=True)
             return loss.detach()
 
+        inputs_of = {"qry": qry, "tgt": tgt, "neg": neg}
         chunks = [
-            _Chunk(side, part)
-            for side, inputs in (("qry", qry), ("tgt", tgt), ("neg", neg))
-            if inputs is not None
-            for part in self._split(side, inputs)
+            _Chunk(side, part) for side, plan in plans.items() for part in self._split(inputs_of[side], plan)
         ]
-        sides = list(dict.fromkeys(c.side for c in chunks))
+        self.last_padding = padding_counts([c.inputs for c in chunks])
+        sides = list(plans)
 
         # 1. no-grad forward of every chunk, remembering the RNG state it started from and the modules
         #    with trainable parameters it ran
@@ -270,12 +291,17 @@ class GradCache:
                 chunk.rng = RngState(chunk.inputs)
                 with _record_modules(owners) as chunk.modules:
                     chunk.reps = _encode(model, chunk.side, chunk.inputs)
-        reps = {s: torch.cat([c.reps for c in chunks if c.side == s]).requires_grad_(True) for s in sides}
+        # reps in chunk order (the leaves), and in the batch's row order for the loss
+        leaves = {s: torch.cat([c.reps for c in chunks if c.side == s]).requires_grad_(True) for s in sides}
+        reps = {}
+        for side in sides:
+            order = torch.tensor([r for rows in plans[side] for r in rows], device=leaves[side].device)
+            reps[side] = leaves[side][torch.argsort(order)]
 
         # 2. loss on the full reps, gradient with respect to the reps only
         with torch.enable_grad():
             loss = self.loss_fn(reps["qry"], reps["tgt"], reps.get("neg"), **loss_kwargs)
-        grads = dict(zip(sides, torch.autograd.grad(loss, list(reps.values()))))
+        grads = dict(zip(sides, torch.autograd.grad(loss, list(leaves.values()))))
         for side in sides:
             side_chunks = [c for c in chunks if c.side == side]
             for chunk, grad in zip(side_chunks, grads[side].split([len(c.reps) for c in side_chunks])):
@@ -292,8 +318,7 @@ class GradCache:
                 backward(torch.sum(chunk_reps.float() * chunk.grad), last=last)
         return loss.detach()
 
-    def _split(self, side: str, inputs: Batch) -> list[Batch]:
-        size = self.chunk_sizes[side]
-        if size is None or batch_rows(inputs) <= size:
+    def _split(self, inputs: Batch, plan: Plan) -> list[Batch]:
+        if len(plan) == 1 and plan[0] == list(range(batch_rows(inputs))):
             return [inputs]
-        return self.split_fn(inputs, size)
+        return self.split_fn(inputs, plan)

@@ -191,10 +191,11 @@ class EmbeddingModel(nn.Module):
         return q @ t.transpose(-1, -2)
 
     def split_batch(
-        self, inputs: Mapping[str, torch.Tensor], chunk_size: int
+        self, inputs: Mapping[str, torch.Tensor], chunks: int | list[list[int]]
     ) -> list[dict[str, torch.Tensor]]:
-        """Cut a processed batch into row chunks (images follow their rows); used by GradCache."""
-        return self.backbone.split_batch(inputs, chunk_size)
+        """Cut a processed batch into chunks of rows (`chunks` rows each, or each chunk's row indices),
+        images following their rows, each trimmed to its own width; used by GradCache."""
+        return self.backbone.split_batch(inputs, chunks)
 
     @property
     def device(self) -> torch.device:

@@ -43,6 +43,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--qcs", type=int, default=None)
     p.add_argument("--tcs", type=int, default=None)
     p.add_argument("--negs", type=int, default=0, help="hard negatives per query")
+    p.add_argument("--qtok", type=int, default=None, help="query chunk token budget")
+    p.add_argument("--ttok", type=int, default=None, help="target chunk token budget")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--lr", type=float, default=0.5)
     return p.parse_args()
@@ -106,7 +108,14 @@ def run_train(args: argparse.Namespace) -> None:
 
     model.train()
     torch.manual_seed(100 + rank)
-    step = GradCache(ContrastiveLoss(TEMPERATURE), args.qcs, args.tcs, accelerator=accelerator)
+    step = GradCache(
+        ContrastiveLoss(TEMPERATURE),
+        args.qcs,
+        args.tcs,
+        accelerator=accelerator,
+        qry_chunk_tokens=args.qtok,
+        tgt_chunk_tokens=args.ttok,
+    )
     loss = step.step(model, take(qry, lo, hi), take(tgt, lo, hi), local_neg)
     optimizer.step()  # under accelerate + DeepSpeed the engine already stepped; this is a no-op
     optimizer.zero_grad()

@@ -8,7 +8,7 @@ queries hold an image row, a text row and a two-image row while rank 1's are tex
 the other way round, so with chunk 1 and chunk 3 some chunk has images on one rank and none on the other.
 
 Each rank also computes some of the one-process references (round robin): the same model, rank r's
-chunks forwarded with plain autograd from seed 100 + r (so LoRA dropout draws the same masks), the loss
+chunks (as GradCache plans them) forwarded with plain autograd from seed 100 + r (so LoRA dropout draws the same masks), the loss
 on the concatenated global batch, one backward. Writes `<out>.rank<r>` (torch.save of a dict).
 """
 
@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
+from vlm2vec.chunking import plan_chunks, row_lengths
 from vlm2vec.gradcache import GradCache
 from vlm2vec.losses import ContrastiveLoss
 from vlm2vec.model import EmbeddingModel
@@ -89,14 +90,28 @@ def batches(model: EmbeddingModel, rank: int) -> tuple[dict, dict]:
     return model.processor(qt, qi), model.processor(tt, ti)
 
 
+def gradcache_plan(inputs: dict, chunk: int) -> list[list[int]]:
+    """The chunks GradCache cuts a side into (rows grouped by length; a side that fits one chunk stays
+    in row order). Computed here without GradCache.plan, whose count agreement is a collective."""
+    plan = plan_chunks(row_lengths(inputs), chunk)
+    return plan if len(plan) > 1 else [list(range(len(row_lengths(inputs))))]
+
+
+def in_row_order(model, inputs: dict, plan: list[list[int]], side: str) -> torch.Tensor:
+    """One side's reps from the chunks GradCache plans (rows grouped by length, so the same rows share
+    a chunk and draw the same dropout masks), put back in the batch's row order."""
+    reps = torch.cat([model(**{side: c})[f"{side}_reps"] for c in model.split_batch(inputs, plan)])
+    return reps[torch.argsort(torch.tensor([r for rows in plan for r in rows]))]
+
+
 def reference(backbone: str, folder: str, lora: bool, chunk: int) -> dict:
     model = build(backbone, folder, lora)
     q, t = [], []
     for rank in range(WORLD):
         qry, tgt = batches(model, rank)
         torch.manual_seed(100 + rank)
-        q += [model(qry=c)["qry_reps"] for c in model.split_batch(qry, chunk)]
-        t += [model(tgt=c)["tgt_reps"] for c in model.split_batch(tgt, chunk)]
+        q.append(in_row_order(model, qry, gradcache_plan(qry, chunk), "qry"))
+        t.append(in_row_order(model, tgt, gradcache_plan(tgt, chunk), "tgt"))
     loss = ContrastiveLoss(TEMPERATURE, gather=False)(torch.cat(q), torch.cat(t))
     loss.backward()
     delta = {n: -LR * p.grad for n, p in model.named_parameters() if p.requires_grad}

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from PIL import Image
 
+from ..chunking import TOKEN_KEYS, split_rows
+
 if TYPE_CHECKING:
     from ..config import ModelConfig
 
@@ -166,6 +168,8 @@ class Backbone(ABC):
     vision_pattern: ClassVar[str | None] = None
     #: batch keys whose first dimension runs over images, not rows; routed to chunks by `num_images`
     per_image_keys: ClassVar[tuple[str, ...]] = ()
+    #: [B, T] batch keys trimmed to a chunk's own width when a batch is split
+    token_keys: ClassVar[tuple[str, ...]] = TOKEN_KEYS
 
     @abstractmethod
     def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:
@@ -187,27 +191,24 @@ class Backbone(ABC):
         """Write the model in the official layout (config.json + safetensors)."""
         model.save_pretrained(path, safe_serialization=True)
 
-    def split_batch(
-        self, inputs: Mapping[str, torch.Tensor], chunk_size: int
-    ) -> list[dict[str, torch.Tensor]]:
-        """Cut a processed batch into chunks of `chunk_size` rows (GradCache, evaluation).
+    def row_spans(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, list[int]]:
+        """For each batch key whose dim 0 does not run over rows: how many entries each row owns.
 
-        Row tensors are sliced on dim 0; tensors in `per_image_keys` go with the rows that own the
-        images, as counted by the batch's `num_images` [B] tensor.
+        Default: the `per_image_keys` hold one entry per image, counted per row by `num_images`.
         """
+        if not self.per_image_keys:
+            return {}
         n = inputs["input_ids"].shape[0]
         counts = inputs["num_images"].tolist() if "num_images" in inputs else [0] * n
-        chunks, img = [], 0
-        for s in range(0, n, chunk_size):
-            e = min(s + chunk_size, n)
-            chunk = {k: v[s:e] for k, v in inputs.items() if k not in self.per_image_keys}
-            k = img + sum(counts[s:e])
-            for key in self.per_image_keys:
-                if key in inputs and k > img:
-                    chunk[key] = inputs[key][img:k]
-            img = k
-            chunks.append(chunk)
-        return chunks
+        return {key: counts for key in self.per_image_keys if key in inputs}
+
+    def split_batch(
+        self, inputs: Mapping[str, torch.Tensor], chunks: int | list[list[int]]
+    ) -> list[dict[str, torch.Tensor]]:
+        """Cut a processed batch into chunks (GradCache): `chunks` rows each, or the row indices of each
+        chunk (a `chunking.plan_chunks` plan). Image tensors follow their rows (`row_spans`); every
+        chunk is trimmed to the token columns its own rows use. The one splitter of every backbone."""
+        return split_rows(inputs, chunks, self.row_spans(inputs), self.token_keys)
 
     def lora_target_modules(self, cfg: ModelConfig) -> list[str] | str:
         """peft targets: the language model's projections, plus the vision tower's with ``lora_vision``.

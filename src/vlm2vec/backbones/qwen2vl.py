@@ -149,29 +149,6 @@ class QwenVLProcessor:
         self.image_processor.save_pretrained(path)
 
 
-def split_qwen_batch(inputs: Mapping[str, torch.Tensor], chunk_size: int) -> list[dict[str, torch.Tensor]]:
-    """Split a processed batch into row chunks. ``pixel_values`` is a flat patch tensor with one
-    ``image_grid_thw`` row per *image*; ``num_images`` says which images belong to which row."""
-    n = inputs["input_ids"].shape[0]
-    grid = inputs.get("image_grid_thw")
-    per_row = inputs["num_images"].tolist()
-    patches_per_image = grid.prod(-1).tolist() if grid is not None else []
-    chunks = []
-    img, patch = 0, 0
-    for s in range(0, n, chunk_size):
-        e = min(s + chunk_size, n)
-        chunk = {k: v[s:e] for k, v in inputs.items() if k not in ("pixel_values", "image_grid_thw")}
-        k = img + sum(per_row[s:e])
-        if k > img:
-            p = patch + sum(patches_per_image[img:k])
-            chunk["image_grid_thw"] = grid[img:k]
-            chunk["pixel_values"] = inputs["pixel_values"][patch:p]
-            patch = p
-        img = k
-        chunks.append(chunk)
-    return chunks
-
-
 class _QwenVLBase(Backbone):
     lora_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     vision_lora_targets = ["qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj"]
@@ -253,10 +230,16 @@ class _QwenVLBase(Backbone):
         )
         return out.last_hidden_state
 
-    def split_batch(
-        self, inputs: Mapping[str, torch.Tensor], chunk_size: int
-    ) -> list[dict[str, torch.Tensor]]:
-        return split_qwen_batch(inputs, chunk_size)
+    def row_spans(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, list[int]]:
+        """``image_grid_thw`` has one row per image, ``pixel_values`` one per patch (grid t*h*w)."""
+        grid = inputs.get("image_grid_thw")
+        if grid is None:
+            return {}
+        per_row = inputs["num_images"].tolist()
+        patches = grid.prod(-1).tolist()
+        starts = [sum(per_row[:r]) for r in range(len(per_row))]
+        row_patches = [sum(patches[s : s + k]) for s, k in zip(starts, per_row)]
+        return {"image_grid_thw": per_row, "pixel_values": row_patches}
 
 
 def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -317,5 +300,4 @@ __all__: Sequence[str] = [
     "QwenVLProcessor",
     "Qwen2VLBackbone",
     "Qwen25VLBackbone",
-    "split_qwen_batch",
 ]

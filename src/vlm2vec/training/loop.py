@@ -28,6 +28,7 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from ..chunking import PaddingMeter
 from ..config import Config, ConfigError, save_config, to_dict, validate_config
 from ..data import build_sources, build_train_loader
 from ..errors import ModelLoadError, ResumeError, UserError, unwrap_worker_error
@@ -318,8 +319,16 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         hardness_alpha=t.hardness_alpha,
     )
     grad_cache = GradCache(
-        loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch
+        loss_fn,
+        t.qry_chunk_size,
+        t.tgt_chunk_size,
+        accelerator=accelerator,
+        split_fn=unwrapped.split_batch,
+        qry_chunk_tokens=t.qry_chunk_tokens,
+        tgt_chunk_tokens=t.tgt_chunk_tokens,
+        group_by_length=t.chunk_by_length,
     )
+    padding = PaddingMeter()
     float_dtype = deepspeed_float_dtype(accelerator)
 
     def _on_device(inputs: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -403,9 +412,13 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
             optimizer.zero_grad(set_to_none=True)
             step += 1
 
-            counts = torch.tensor([batch["num_tokens"], len(batch["skipped"])], device=accelerator.device)
+            counts = torch.tensor(
+                [batch["num_tokens"], len(batch["skipped"]), *grad_cache.last_padding],
+                device=accelerator.device,
+            )
             counts = accelerator.reduce(counts, "sum")
             skipped_total += int(counts[1])
+            padding.add(int(counts[2]), int(counts[3]))
             interval.add(
                 loss_value,
                 norm_value,
@@ -427,10 +440,11 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
                 loss=f"{interval.mean_loss:.4f}",
                 lr=f"{lr:.2e}",
                 sps=f"{interval.samples_per_s:.1f}",
+                pad=f"{int(counts[3])}/{int(counts[2] + counts[3])}",
                 refresh=False,
             )
             if step % t.log_every == 0 or step == stop_at:
-                record = interval.pop()
+                record = interval.pop() | padding.pop()
                 record.update(
                     lr=lr,
                     peak_mem_gb=_peak_memory_gb(accelerator.device),
