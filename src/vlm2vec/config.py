@@ -76,7 +76,7 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = da
 class ModelConfig:
     """Which backbone, which weights, how to pool, and how to adapt (LoRA)."""
 
-    backbone: str = opt("qwen2_vl", "registry key: qwen2_vl, qwen2_5_vl, phi3_v")
+    backbone: str = opt("qwen2_vl", "registry key: qwen2_vl, qwen2_5_vl, qwen3_vl, phi3_v, llava_next")
     path: str | None = opt(None, "local folder of the base model (official layout)")
     checkpoint: str | None = opt(
         None, "our saved model or a PEFT adapter folder, loaded on top of model.path"
@@ -86,7 +86,15 @@ class ModelConfig:
     normalize: bool = opt(True, "L2-normalise the pooled representation")
     temperature: float = opt(0.02, "InfoNCE temperature (logits = similarity / temperature)")
     max_length: int = opt(256, "text tokens per item; image tokens are never truncated")
-    prompt_format: str = opt("vlm2vec", "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native")
+    prompt_format: str = opt(
+        "vlm2vec", "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native | qwen3_vl_embedding (Qwen3-VL)"
+    )
+    system_instruction: str = opt(
+        "Represent the user's input.", "prompt_format qwen3_vl_embedding: the system message of every item"
+    )
+    image_resolution: str = opt(
+        "high", "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep"
+    )
     num_crops: int = opt(4, "Phi-3.5-V HD transform: maximum number of 336px crops per image")
     max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image")
     min_pixels: int | None = opt(None, "Qwen-VL image processor floor on pixels per image")

@@ -128,7 +128,8 @@ class EmbeddingModel(nn.Module):
             base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
             cfg = ModelConfig(backbone="", path=base, checkpoint=str(folder))
         else:
-            cfg = ModelConfig(backbone=detect_backbone(folder), path=str(folder))
+            name = detect_backbone(folder)
+            cfg = ModelConfig(backbone=name, path=str(folder), **get_backbone(name).folder_defaults(str(folder)))
         cfg = replace(cfg, **overrides)
         if not cfg.backbone:
             cfg = replace(cfg, backbone=detect_backbone(cfg.path))
