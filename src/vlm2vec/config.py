@@ -87,13 +87,15 @@ class ModelConfig:
     temperature: float = opt(0.02, "InfoNCE temperature (logits = similarity / temperature)")
     max_length: int = opt(256, "text tokens per item; image tokens are never truncated")
     prompt_format: str = opt(
-        "vlm2vec", "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native | qwen3_vl_embedding (Qwen3-VL)"
+        "vlm2vec",
+        "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native | qwen3_vl_embedding (Qwen3-VL)",
     )
     system_instruction: str = opt(
         "Represent the user's input.", "prompt_format qwen3_vl_embedding: the system message of every item"
     )
     image_resolution: str = opt(
-        "high", "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep"
+        "high",
+        "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep",
     )
     num_crops: int = opt(4, "Phi-3.5-V HD transform: maximum number of 336px crops per image")
     max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image")

@@ -129,7 +129,9 @@ class EmbeddingModel(nn.Module):
             cfg = ModelConfig(backbone="", path=base, checkpoint=str(folder))
         else:
             name = detect_backbone(folder)
-            cfg = ModelConfig(backbone=name, path=str(folder), **get_backbone(name).folder_defaults(str(folder)))
+            cfg = ModelConfig(
+                backbone=name, path=str(folder), **get_backbone(name).folder_defaults(str(folder))
+            )
         cfg = replace(cfg, **overrides)
         if not cfg.backbone:
             cfg = replace(cfg, backbone=detect_backbone(cfg.path))
