@@ -171,6 +171,10 @@ class TrainConfig:
     hard_negatives: bool = opt(False, "add the rows' hard negatives to the loss")
     mask_false_negatives: bool = opt(False, "mask in-batch candidates with the positive's content")
     symmetric_loss: bool = opt(False, "add the target-to-query InfoNCE term")
+    matryoshka_dims: list[int] = opt(
+        help="Matryoshka loss: sum the InfoNCE over reps cut to these sizes, re-normalised; []: off",
+        factory=list,
+    )
     save_every: int = opt(0, "checkpoint every N steps (0: only the final export)")
     keep_last: int = opt(2, "checkpoints to keep")
     save_merged: bool = opt(False, "also export final_merged/ with LoRA merged into the weights")
@@ -209,6 +213,7 @@ class EvalConfig:
         0, "DataLoader workers that read images and run the processor while the model encodes"
     )
     cache_chunk_items: int = opt(1024, "items per cache chunk file: the work an interrupted run can lose")
+    dim: int | None = opt(None, "score with reps cut to their first N dims, re-normalised (Matryoshka)")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..config import Config, ConfigError, save_config, to_dict
 from ..data import build_sources, build_train_loader
 from ..errors import UserError
 from ..gradcache import GradCache
-from ..losses import ContrastiveLoss
+from ..losses import ContrastiveLoss, MatryoshkaLoss
 from ..model import EmbeddingModel, move_batch
 from .checkpoint import (
     install_trainable_only_hook,
@@ -243,6 +243,8 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         mask_false_negatives=t.mask_false_negatives,
         symmetric=t.symmetric_loss,
     )
+    if t.matryoshka_dims:
+        loss_fn = MatryoshkaLoss(loss_fn, t.matryoshka_dims)
     grad_cache = GradCache(
         loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch
     )
