@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from eval_fakes import FakeEncoder
 from vlm2vec import EmbeddingModel
-from vlm2vec.config import EvalConfig, load_config
+from vlm2vec.config import ConfigError, EvalConfig, load_config
 from vlm2vec.evaluation import evaluate_model
 from vlm2vec.losses import ContrastiveLoss, MatryoshkaLoss
 from vlm2vec.matryoshka import truncate_reps
@@ -52,6 +52,8 @@ def test_matryoshka_loss_is_the_infonce_summed_over_the_truncated_reps():
     assert not torch.allclose(loss, base(q, t))
     with pytest.raises(ValueError, match="dims repeat"):
         MatryoshkaLoss(base, [4, 4])
+    with pytest.raises(ConfigError, match=r"train.matryoshka_dims: Matryoshka dim must be an int in 1..32"):
+        MatryoshkaLoss(base, [64], key="train.matryoshka_dims")(q, t)
 
 
 def test_config_keys_for_training_and_evaluation_dims():

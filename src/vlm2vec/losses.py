@@ -169,13 +169,14 @@ class MatryoshkaLoss:
     truncated reps and one more N x N logit matrix.
     """
 
-    def __init__(self, loss: ContrastiveLoss, dims: Sequence[int]) -> None:
+    def __init__(self, loss: ContrastiveLoss, dims: Sequence[int], key: str | None = None) -> None:
         if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
             raise ValueError(f"Matryoshka dims must be positive ints, got {list(dims)}")
         if len(set(dims)) != len(dims):
             raise ValueError(f"Matryoshka dims repeat: {list(dims)}")
         self.loss = loss
         self.dims = list(dims)
+        self.key = key  # the config key the dims came from, named in errors
 
     def __call__(
         self,
@@ -186,6 +187,7 @@ class MatryoshkaLoss:
     ) -> torch.Tensor:
         total = qry_reps.new_zeros((), dtype=torch.float32)
         for d in self.dims:
-            neg = truncate_reps(neg_reps, d) if neg_reps is not None else None
-            total = total + self.loss(truncate_reps(qry_reps, d), truncate_reps(tgt_reps, d), neg, **keys)
+            q, t = truncate_reps(qry_reps, d, self.key), truncate_reps(tgt_reps, d, self.key)
+            neg = truncate_reps(neg_reps, d, self.key) if neg_reps is not None else None
+            total = total + self.loss(q, t, neg, **keys)
         return total

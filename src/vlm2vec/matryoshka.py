@@ -11,11 +11,19 @@ import torch
 import torch.nn.functional as F
 
 
-def truncate_reps(reps: torch.Tensor, dim: int | None) -> torch.Tensor:
-    """`reps[..., :dim]` L2-normalised; `dim=None` returns `reps` unchanged."""
+def truncate_reps(reps: torch.Tensor, dim: int | None, key: str | None = None) -> torch.Tensor:
+    """`reps[..., :dim]` L2-normalised; `dim=None` returns `reps` unchanged.
+
+    A dim outside 1..size is a ValueError, a `ConfigError` naming `key` when the dim came from a config.
+    """
     if dim is None:
         return reps
     size = reps.shape[-1]
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= size:
-        raise ValueError(f"Matryoshka dim must be an int in 1..{size} (the embedding size), got {dim!r}")
+        msg = f"Matryoshka dim must be an int in 1..{size} (the embedding size), got {dim!r}"
+        if key is not None:
+            from .config import ConfigError
+
+            raise ConfigError(f"{key}: {msg}")
+        raise ValueError(msg)
     return F.normalize(reps[..., :dim], dim=-1)

@@ -166,7 +166,9 @@ def _evaluate_dataset(
         }
     stats.encode_seconds += time.perf_counter() - start
     if eval_cfg.dim is not None:  # the cache holds full-size reps; a Matryoshka dim is cut here
-        reps = {side: truncate_reps(r, eval_cfg.dim) if r.numel() else r for side, r in reps.items()}
+        reps = {
+            side: truncate_reps(r, eval_cfg.dim, "eval.dim") if r.numel() else r for side, r in reps.items()
+        }
     scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions)
     info = dataset_info(ds.name)
     record = {

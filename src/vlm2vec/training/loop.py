@@ -244,7 +244,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         symmetric=t.symmetric_loss,
     )
     if t.matryoshka_dims:
-        loss_fn = MatryoshkaLoss(loss_fn, t.matryoshka_dims)
+        loss_fn = MatryoshkaLoss(loss_fn, t.matryoshka_dims, key="train.matryoshka_dims")
     grad_cache = GradCache(
         loss_fn, t.qry_chunk_size, t.tgt_chunk_size, accelerator=accelerator, split_fn=unwrapped.split_batch
     )
