@@ -1,10 +1,12 @@
 """`python train.py --config configs/train/demo.yaml --model.backbone=<name>` learns on the synthetic data
-for the backbones added after the demo's Qwen2-VL: the loss falls clearly. The tiny model and the data
-are prepared here through `vlm2vec.testing`, then train.py runs on them (shorter than the demo)."""
+for the backbones added after the demo's Qwen2-VL: the loss falls clearly, and clearly below chance
+(ln(batch): what a model whose reps collapsed to one point gets). The tiny model and the data are
+prepared here through `vlm2vec.testing`, then train.py runs on them, for 120 of the demo's 320 steps."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,8 +34,7 @@ def test_demo_config_learns_with_backbone(tmp_path, backbone):
         f"--data.mmeb_train_dir={data_dir}",
         "--eval.data_dir=",
         f"--train.output_dir={tmp_path / 'run'}",
-        "--train.max_steps=60",
-        "--train.warmup_steps=5",
+        "--train.max_steps=120",
         "--train.save_every=0",
         "--train.log_every=5",
         "--train.report_to=none",
@@ -49,6 +50,7 @@ def test_demo_config_learns_with_backbone(tmp_path, backbone):
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     losses = [json.loads(line)["loss"] for line in lines]
-    assert len(losses) >= 10
-    first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
-    assert last < 0.6 * first, f"loss did not fall clearly: {losses}"
+    assert len(losses) == 24
+    first, last = losses[0], sum(losses[-3:]) / 3
+    chance = math.log(32)  # the demo's per_device_batch_size
+    assert last < 0.5 * first and last < 0.75 * chance, f"loss did not fall clearly: {losses}"
