@@ -85,7 +85,9 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = da
 class ModelConfig:
     """Which backbone, which weights, how to pool, and how to adapt (LoRA)."""
 
-    backbone: str = opt("", "registry key: qwen2_vl, qwen2_5_vl, phi3_v; empty: detect from config.json")
+    backbone: str = opt(
+        "", "registry key: qwen2_vl, qwen2_5_vl, qwen3_vl, phi3_v, llava_next; empty: detect from config.json"
+    )
     path: str | None = opt(None, "local folder of the base model (official layout)")
     checkpoint: str | None = opt(
         None, "our saved model or a PEFT adapter folder, loaded on top of model.path"
@@ -98,7 +100,17 @@ class ModelConfig:
         None,
         "text tokens per item (null: no truncation, as the reference at inference); image tokens are never cut",
     )
-    prompt_format: str = opt("vlm2vec", "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native")
+    prompt_format: str = opt(
+        "vlm2vec",
+        "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native | qwen3_vl_embedding (Qwen3-VL)",
+    )
+    system_instruction: str = opt(
+        "Represent the user's input.", "prompt_format qwen3_vl_embedding: the system message of every item"
+    )
+    image_resolution: str = opt(
+        "high",
+        "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep",
+    )
     num_crops: int = opt(4, "Phi-3.5-V HD transform: maximum number of 336px crops per image")
     max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image")
     min_pixels: int | None = opt(None, "Qwen-VL image processor floor on pixels per image")
@@ -186,6 +198,10 @@ class TrainConfig:
     hardness_alpha: float = opt(
         0.0, "hardness weighting (LLaVE): add alpha * stop_grad(similarity) to every negative logit; 0: off"
     )
+    matryoshka_dims: list[int] = opt(
+        help="Matryoshka loss: sum the InfoNCE over reps cut to these sizes, re-normalised; []: off",
+        factory=list,
+    )
     save_every: int = opt(0, "checkpoint every N steps (0: only the final export)")
     keep_last: int = opt(2, "checkpoints to keep")
     save_merged: bool = opt(False, "also export final_merged/ with LoRA merged into the weights")
@@ -234,6 +250,7 @@ class EvalConfig:
         0, "DataLoader workers that read images and run the processor while the model encodes"
     )
     cache_chunk_items: int = opt(1024, "items per cache chunk file: the work an interrupted run can lose")
+    dim: int | None = opt(None, "score with reps cut to their first N dims, re-normalised (Matryoshka)")
 
 
 @dataclass

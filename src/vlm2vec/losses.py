@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm2vec.distributed import gather_no_grad, gather_with_grad, scale_grad, world
+from vlm2vec.matryoshka import truncate_reps
 
 KeysLike = torch.Tensor | Sequence[Any]
 
@@ -179,3 +180,35 @@ def _hardness_weighted(logits: torch.Tensor, labels: torch.Tensor, scale: float)
     bonus = scale * logits.detach()
     bonus[torch.arange(logits.shape[0], device=logits.device), labels] = 0
     return logits + bonus
+
+
+class MatryoshkaLoss:
+    """Matryoshka representation learning (Kusupati et al. 2022): `loss` summed over the reps truncated
+    to each of `dims` and re-normalised, so every prefix of the embedding is itself an embedding.
+
+    List the full size among `dims` to keep the full-size term. Cost per dim: one more gather of the
+    truncated reps and one more N x N logit matrix.
+    """
+
+    def __init__(self, loss: ContrastiveLoss, dims: Sequence[int], key: str | None = None) -> None:
+        if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+            raise ValueError(f"Matryoshka dims must be positive ints, got {list(dims)}")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"Matryoshka dims repeat: {list(dims)}")
+        self.loss = loss
+        self.dims = list(dims)
+        self.key = key  # the config key the dims came from, named in errors
+
+    def __call__(
+        self,
+        qry_reps: torch.Tensor,
+        tgt_reps: torch.Tensor,
+        neg_reps: torch.Tensor | None = None,
+        **keys: Any,
+    ) -> torch.Tensor:
+        total = qry_reps.new_zeros((), dtype=torch.float32)
+        for d in self.dims:
+            q, t = truncate_reps(qry_reps, d, self.key), truncate_reps(tgt_reps, d, self.key)
+            neg = truncate_reps(neg_reps, d, self.key) if neg_reps is not None else None
+            total = total + self.loss(q, t, neg, **keys)
+        return total

@@ -27,6 +27,7 @@ from .checkpoints import adapter_base, has_adapter, has_full_weights, load_adapt
 from .config import ModelConfig, from_dict
 from .errors import ModelLoadError
 from .files import replace_dir
+from .matryoshka import truncate_reps
 
 #: file that marks a folder saved by `EmbeddingModel.save_pretrained`
 META_FILE = "vlm2vec.json"
@@ -155,7 +156,10 @@ class EmbeddingModel(nn.Module):
         elif use_adapter:
             cfg = ModelConfig(path=adapter_base(folder), checkpoint=str(folder))
         else:
-            cfg = ModelConfig(path=str(folder))
+            name = detect_backbone(folder)
+            cfg = ModelConfig(
+                backbone=name, path=str(folder), **get_backbone(name).folder_defaults(str(folder))
+            )
         cfg = replace(cfg, **overrides)
         if cfg.checkpoint and (not cfg.path or not Path(cfg.path).is_dir()):
             hint = ", or weights='full' to open the merged weights beside it" if full else ""
@@ -166,11 +170,15 @@ class EmbeddingModel(nn.Module):
         return cls.from_config(cfg)
 
     # -------------------------------------------------------------------------------------- encode
-    def encode(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """[B, H] embeddings of a processed batch: last-token pooling, then L2 norm if configured."""
+    def encode(self, inputs: Mapping[str, torch.Tensor], dim: int | None = None) -> torch.Tensor:
+        """[B, H] embeddings of a processed batch: last-token pooling, then L2 norm if configured.
+
+        ``dim``: keep the first ``dim`` coordinates and re-normalise (Matryoshka), [B, dim].
+        """
         hidden = self.backbone.last_hidden_state(self.encoder, inputs)
         reps = last_token_pool(hidden, inputs["attention_mask"])
-        return F.normalize(reps, dim=-1) if self.cfg.normalize else reps
+        reps = F.normalize(reps, dim=-1) if self.cfg.normalize else reps
+        return truncate_reps(reps, dim)
 
     def forward(
         self,
@@ -202,8 +210,11 @@ class EmbeddingModel(nn.Module):
         return next(self.parameters()).device
 
     @torch.inference_mode()
-    def embed(self, texts: TextInput, images: ImagesInput = None, batch_size: int = 8) -> torch.Tensor:
-        """Embed raw items (texts with `<|image_k|>` placeholders + PIL images) in eval mode."""
+    def embed(
+        self, texts: TextInput, images: ImagesInput = None, batch_size: int = 8, dim: int | None = None
+    ) -> torch.Tensor:
+        """Embed raw items (texts with `<|image_k|>` placeholders + PIL images) in eval mode; ``dim`` as
+        in `encode`."""
         all_texts, all_images = normalize_batch(texts, images)
         modes = [(module, module.training) for module in self.modules()]  # each submodule's own mode
         self.eval()
@@ -212,7 +223,7 @@ class EmbeddingModel(nn.Module):
             for s in range(0, len(all_texts), batch_size):
                 batch = self.processor(all_texts[s : s + batch_size], all_images[s : s + batch_size])
                 batch = move_batch(batch, self.device)
-                out.append(self.encode(batch).float().cpu())
+                out.append(self.encode(batch, dim=dim).float().cpu())
         finally:
             for module, training in modes:
                 module.training = training

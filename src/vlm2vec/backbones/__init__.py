@@ -16,6 +16,8 @@ from .base import MMEB_IMAGE_PLACEHOLDER, Backbone, check_placeholders, normaliz
 _MODULES: dict[str, str] = {
     "qwen2_vl": "vlm2vec.backbones.qwen2vl",
     "qwen2_5_vl": "vlm2vec.backbones.qwen2vl",
+    "qwen3_vl": "vlm2vec.backbones.qwen3vl",
+    "llava_next": "vlm2vec.backbones.llava_next",
     "phi3_v": "vlm2vec.backbones.phi3v",
 }
 _REGISTRY: dict[str, type[Backbone]] = {}

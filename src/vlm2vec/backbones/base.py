@@ -187,6 +187,11 @@ class Backbone(ABC):
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Final-layer hidden states [B, T, H] for a processed batch, without computing LM logits."""
 
+    def folder_defaults(self, path: str) -> dict[str, Any]:
+        """ModelConfig fields a base model folder implies (e.g. a release's own prompt format); applied by
+        `EmbeddingModel.from_pretrained` before the caller's overrides."""
+        return {}
+
     def save_model(self, model: torch.nn.Module, path: str) -> None:
         """Write the model in the official layout (config.json + safetensors)."""
         model.save_pretrained(path, safe_serialization=True)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..config import ConfigError, EvalConfig
 from ..files import atomic_write_json, atomic_write_text
+from ..matryoshka import truncate_reps
 from .cache import RepCache
 from .encode import ItemSource, ProcessState, SingleProcess, plan_encoding, run_plan
 from .fingerprint import model_fingerprint
@@ -112,6 +113,7 @@ def _result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str
         "max_queries": eval_cfg.max_queries,
         "top_k_predictions": eval_cfg.top_k_predictions,
         "ties": eval_cfg.ties,
+        "dim": eval_cfg.dim,
         "data": signature,
     }
 
@@ -199,6 +201,10 @@ def _evaluate_dataset(
             for side, plan in plans.items()
         }
     stats.encode_seconds += time.perf_counter() - start
+    if eval_cfg.dim is not None:  # the cache holds full-size reps; a Matryoshka dim is cut here
+        reps = {
+            side: truncate_reps(r, eval_cfg.dim, "eval.dim") if r.numel() else r for side, r in reps.items()
+        }
     scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions, ties=eval_cfg.ties)
     info = dataset_info(ds.name)
     record = {

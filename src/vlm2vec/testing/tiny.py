@@ -142,6 +142,77 @@ def write_tiny_qwen2vl(
     return folder
 
 
+def write_tiny_qwen3vl(
+    folder: str | Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    seed: int = 0,
+    max_pixels: int = 64 * 64 * 4,
+) -> Path:
+    """Write a tiny Qwen3-VL folder (16-px patches, interleaved M-RoPE, one DeepStack layer) like the official one."""
+    import transformers
+    from transformers import Qwen2VLImageProcessorPil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_byte_level_tokenizer(QWEN_SPECIAL_TOKENS)
+    vocab = tokenizer.get_vocab()
+    heads = 4
+    half = hidden_size // heads // 2
+    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    text_config = dict(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=2,
+        head_dim=hidden_size // heads,
+        max_position_embeddings=4096,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": mrope,
+            "mrope_interleaved": True,
+        },
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=hidden_size,
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=[0],
+    )
+    config = transformers.Qwen3VLConfig(
+        text_config=text_config,
+        vision_config=vision,
+        image_token_id=vocab["<|image_pad|>"],
+        video_token_id=vocab["<|video_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"],
+        vision_end_token_id=vocab["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = transformers.Qwen3VLForConditionalGeneration(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    Qwen2VLImageProcessorPil(
+        min_pixels=64 * 64, max_pixels=max_pixels, merge_size=2, patch_size=16, temporal_patch_size=2
+    ).save_pretrained(folder)
+    return folder
+
+
+def _write_tiny_llava_next(folder: str | Path, **kwargs: Any) -> Path:
+    module = importlib.import_module("vlm2vec.testing.tiny_llava_next")
+    return module.write_tiny_llava_next(folder, **kwargs)
+
+
 def _write_tiny_phi3v(folder: str | Path, **kwargs: Any) -> Path:
     module = importlib.import_module("vlm2vec.testing.tiny_phi3v")
     return module.write_tiny_phi3v(folder, **kwargs)
@@ -152,6 +223,8 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen2_vl": lambda folder, **kw: write_tiny_qwen2vl(folder, variant="qwen2_vl", **kw),
     "qwen2_5_vl": lambda folder, **kw: write_tiny_qwen2vl(folder, variant="qwen2_5_vl", **kw),
     "phi3_v": _write_tiny_phi3v,
+    "qwen3_vl": write_tiny_qwen3vl,
+    "llava_next": _write_tiny_llava_next,
 }
 
 
@@ -167,6 +240,8 @@ def tiny_model_config(backbone: str, folder: str | Path, **overrides: Any) -> Mo
     cfg = ModelConfig(backbone=backbone, path=str(folder), dtype="float32", max_length=64)
     if backbone == "phi3_v":
         cfg.num_crops = 4
+    if backbone == "llava_next":
+        cfg.image_resolution = "native"  # tiny tiles: let anyres pick the grid from the image's own size
     for key, value in overrides.items():
         if not hasattr(cfg, key):
             raise KeyError(f"ModelConfig has no field '{key}'")

@@ -33,7 +33,7 @@ from ..config import Config, ConfigError, save_config, to_dict, validate_config
 from ..data import build_sources, build_train_loader
 from ..errors import ModelLoadError, ResumeError, UserError, unwrap_worker_error
 from ..gradcache import GradCache
-from ..losses import ContrastiveLoss
+from ..losses import ContrastiveLoss, MatryoshkaLoss
 from ..model import EmbeddingModel, move_batch
 from .checkpoint import (
     install_trainable_only_hook,
@@ -318,6 +318,8 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         symmetric=t.symmetric_loss,
         hardness_alpha=t.hardness_alpha,
     )
+    if t.matryoshka_dims:
+        loss_fn = MatryoshkaLoss(loss_fn, t.matryoshka_dims, key="train.matryoshka_dims")
     grad_cache = GradCache(
         loss_fn,
         t.qry_chunk_size,

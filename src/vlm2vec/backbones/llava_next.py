@@ -1,0 +1,236 @@
+"""LLaVA-NeXT (LLaVA-1.6) backbone on transformers' own `LlavaNextForConditionalGeneration` (its inner
+`LlavaNextModel`), for llava-hf folders (e.g. llava-v1.6-mistral-7b-hf, the paper's LLaVA-1.6 rows).
+
+Prompts: each MMEB ``<|image_k|>`` becomes the processor's ``<image>`` token, expanded to the number of
+features LLaVA-NeXT's anyres tiling gives that image (base tile + unpadded high-resolution grid with a
+newline per row), exactly as `LlavaNextProcessor` does; ``max_length`` bounds the text tokens only.
+
+Resolution (``model.image_resolution``): the VLM2Vec code resizes every LLaVA image to 1344x1344
+("high", its default, the paper's high-res row) or 336x336 ("low") before the processor; ``native``
+keeps the image and lets anyres pick the grid.
+
+Positions are 0..n-1 over the real tokens whatever the padding side. CLIP features come from
+``vision_feature_layer`` (the second-to-last layer in LLaVA-1.6): the later CLIP layers and the post
+layer-norm never reach the embedding, so they are frozen (DDP would otherwise wait for their gradient).
+A text-only training chunk runs the vision path (CLIP, projector, image newline) on a dummy image
+whose features times zero join the input embeddings, where real features are scattered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..config import ModelConfig
+from . import register_backbone
+from .base import (
+    MMEB_IMAGE_PLACEHOLDER,
+    Backbone,
+    ImagesInput,
+    TextInput,
+    check_placeholders,
+    normalize_batch,
+    padded_positions,
+    to_rgb,
+    torch_dtype,
+    unwrap_peft,
+    vision_dummy_needed,
+)
+
+#: VLM2Vec's LLaVA resizes (its dataset code): "high" for the published LLaVA-1.6 rows
+RESOLUTIONS: dict[str, tuple[int, int] | None] = {"high": (1344, 1344), "low": (336, 336), "native": None}
+
+
+class LlavaNextEmbedProcessor:
+    """MMEB placeholders -> LLaVA-NeXT inputs (input_ids, attention_mask, pixel_values, image_sizes)."""
+
+    def __init__(self, hf_processor: Any, max_length: int | None = None, image_resolution: str = "high"):
+        if image_resolution not in RESOLUTIONS:
+            raise ValueError(
+                f"model.image_resolution must be one of {sorted(RESOLUTIONS)}, got {image_resolution!r}"
+            )
+        self.hf = hf_processor
+        self.tokenizer = hf_processor.tokenizer
+        self.image_processor = hf_processor.image_processor
+        self.max_length = max_length
+        self.resize = RESOLUTIONS[image_resolution]
+        self.image_token = hf_processor.image_token
+        self.image_token_id = int(hf_processor.image_token_id)
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = int(pad) if pad is not None else 0
+
+    def _image(self, image: Image.Image) -> Image.Image:
+        image = to_rgb(image)
+        return image.resize(self.resize) if self.resize is not None else image
+
+    def _row_ids(self, text: str, n_tokens: list[int], max_text: int | None) -> list[int]:
+        ids = self.tokenizer(MMEB_IMAGE_PLACEHOLDER.sub(self.image_token, text))["input_ids"]
+        out, k, budget = [], 0, max_text
+        for tok in ids:
+            if tok == self.image_token_id:
+                out += [tok] * n_tokens[k]
+                k += 1
+            elif budget is None or budget > 0:
+                out.append(tok)
+                budget = None if budget is None else budget - 1
+        return out
+
+    def __call__(
+        self,
+        text: TextInput,
+        images: ImagesInput = None,
+        max_length: int | None = None,
+        padding_side: str = "right",
+    ) -> dict[str, torch.Tensor]:
+        texts, per_row = normalize_batch(text, images)
+        for r, (t, imgs) in enumerate(zip(texts, per_row)):
+            check_placeholders(t, len(imgs), row=r)
+        max_text = max_length if max_length is not None else self.max_length
+        flat = [self._image(im) for row in per_row for im in row]
+        out: dict[str, torch.Tensor] = {}
+        n_tokens: list[int] = []
+        if flat:
+            pix = self.image_processor(images=flat, return_tensors="pt")
+            out["pixel_values"] = pix["pixel_values"]
+            out["image_sizes"] = pix["image_sizes"]
+            sizes = pix["image_sizes"].tolist()
+            n_tokens = list(self.hf._get_num_multimodal_tokens(image_sizes=sizes).num_image_tokens)
+        rows, start = [], 0
+        for r, (t, imgs) in enumerate(zip(texts, per_row)):
+            rows.append(self._row_ids(t, n_tokens[start : start + len(imgs)], max_text))
+            start += len(imgs)
+            if not rows[-1]:
+                raise ValueError(f"row {r}: empty prompt (no text and no image)")
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, ids in enumerate(rows):
+            sl = slice(0, len(ids)) if padding_side == "right" else slice(width - len(ids), width)
+            input_ids[i, sl] = torch.tensor(ids)
+            mask[i, sl] = 1
+        out.update(
+            input_ids=input_ids,
+            attention_mask=mask,
+            num_images=torch.tensor([len(r) for r in per_row], dtype=torch.long),
+        )
+        return out
+
+    def save_pretrained(self, path: str) -> None:
+        self.hf.save_pretrained(path)
+
+
+@register_backbone
+class LlavaNextBackbone(Backbone):
+    """llava-hf LLaVA-NeXT folders (CLIP ViT-L/14-336 + Mistral/Vicuna/...), anyres tiling."""
+
+    name = "llava_next"
+    lora_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    vision_lora_targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+    language_model_pattern = r"language_model\."
+    vision_pattern = r"vision_tower\."
+    per_image_keys = ("pixel_values", "image_sizes")
+
+    def _finish(self, model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+        head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+        if head is not None and head.weight is not emb.weight:
+            head.weight.requires_grad_(False)  # hidden states only: the LM head gets no gradient
+        tower = model.model.vision_tower
+        for layer in tower.encoder.layers[_used_vision_layers(model.config) :]:
+            layer.requires_grad_(False)
+        tower.post_layernorm.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        return model
+
+    def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:
+        from transformers import LlavaNextForConditionalGeneration
+
+        model = LlavaNextForConditionalGeneration.from_pretrained(
+            path, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+        )
+        return self._finish(model, cfg)
+
+    def model_from_config(self, hf_config: Any, cfg: ModelConfig) -> torch.nn.Module:
+        from transformers import LlavaNextForConditionalGeneration
+
+        hf_config._attn_implementation = cfg.attn_implementation
+        model = LlavaNextForConditionalGeneration._from_config(hf_config, dtype=torch_dtype(cfg.dtype))
+        return self._finish(model, cfg)
+
+    def load_processor(self, path: str, cfg: ModelConfig) -> LlavaNextEmbedProcessor:
+        from transformers import LlavaNextProcessor
+
+        return LlavaNextEmbedProcessor(
+            LlavaNextProcessor.from_pretrained(path), cfg.max_length, cfg.image_resolution
+        )
+
+    def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        inner = unwrap_peft(model).model  # LlavaNextModel: no LM head, no logits
+        mask = inputs["attention_mask"]
+        positions = padded_positions(mask)
+        vision = torch.nn.ModuleList([inner.vision_tower, inner.multi_modal_projector])
+        if inputs.get("pixel_values") is None and vision_dummy_needed(inner, vision):
+            embeds = inner.get_input_embeddings()(inputs["input_ids"])
+            embeds = embeds + _dummy_image_zero(inner).to(embeds.dtype)
+            out = inner.language_model(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
+            )
+            return out.last_hidden_state
+        out = inner(
+            input_ids=inputs["input_ids"],
+            attention_mask=mask,
+            position_ids=positions,
+            pixel_values=inputs.get("pixel_values"),
+            image_sizes=inputs.get("image_sizes"),
+            use_cache=False,
+        )
+        return out.last_hidden_state
+
+    def lora_target_modules(self, cfg: ModelConfig) -> str:
+        """Language-model projections; with ``lora_vision`` also the CLIP layers that feed the features."""
+        lm = "|".join(map(_escape, cfg.lora_target_modules or self.lora_targets))
+        patterns = [rf".*language_model\.layers\.\d+\..*\.(?:{lm})"]
+        if cfg.lora_vision:
+            from transformers import AutoConfig
+
+            used = _used_vision_layers(AutoConfig.from_pretrained(cfg.path))
+            layers = "|".join(str(i) for i in range(used))
+            vision = "|".join(map(_escape, self.vision_lora_targets))
+            patterns.append(rf".*vision_tower\.encoder\.layers\.(?:{layers})\..*\.(?:{vision})")
+        return "|".join(f"(?:{p})" for p in patterns)
+
+
+def _escape(name: str) -> str:
+    import re
+
+    return re.escape(name)
+
+
+def _used_vision_layers(config: Any) -> int:
+    """How many CLIP encoder layers feed the image features (all before ``vision_feature_layer``)."""
+    layer = config.vision_feature_layer
+    n = config.vision_config.num_hidden_layers
+    layers = layer if isinstance(layer, (list, tuple)) else [layer]
+    return max((n + 1 + i if i < 0 else i) for i in layers)
+
+
+def _dummy_image_zero(inner: torch.nn.Module) -> torch.Tensor:
+    """An exact zero computed by the whole vision path (CLIP on every anyres tile, projector, unpadding,
+    image newline) on one blank image of the tile size, in `LlavaNextModel.forward`'s order."""
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    cfg = inner.config
+    size = cfg.vision_config.image_size
+    n_patches = image_size_to_num_patches((size, size), cfg.image_grid_pinpoints, size)
+    param = next(inner.vision_tower.parameters())
+    pixels = torch.zeros(1, n_patches, 3, size, size, device=param.device, dtype=param.dtype)
+    sizes = torch.tensor([[size, size]], device=param.device)
+    feats = inner.get_image_features(pixels, sizes, return_dict=True).pooler_output
+    return sum((f * 0.0).sum() for f in feats)
+
+
+__all__: Sequence[str] = ["LlavaNextBackbone", "LlavaNextEmbedProcessor", "RESOLUTIONS"]

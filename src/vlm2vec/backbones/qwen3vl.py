@@ -1,0 +1,160 @@
+"""Qwen3-VL backbone on transformers' own `Qwen3VLForConditionalGeneration` (its inner `Qwen3VLModel`).
+
+Three prompt formats (``ModelConfig.prompt_format``):
+
+- ``vlm2vec`` (default, as for Qwen2-VL): each MMEB ``<|image_k|>`` becomes N ``<|image_pad|>`` tokens
+  with plain 1-D positions. No VLM2Vec Qwen3-VL release exists; this keeps the project's convention.
+- ``native``: ``<|vision_start|>`` + N pads + ``<|vision_end|>`` with the model's 3-D (interleaved)
+  M-RoPE positions, as the base model was pre-trained.
+- ``qwen3_vl_embedding``: the format of Qwen3-VL-Embedding checkpoints (QwenLM/Qwen3-VL-Embedding):
+  the chat template with the instruction as system message (``model.system_instruction``, default
+  "Represent the user's input."; a final full stop is added when it ends without punctuation), the
+  item as the user message, the generation prompt ``<|im_start|>assistant\\n`` after it, native image
+  tokens and 3-D positions; the embedding is the final token's last hidden state (our last-token
+  pooling). An empty text becomes "NULL", as there.
+
+Qwen3-VL adds DeepStack: features of some vision blocks are added to the hidden states of the first
+decoder layers at the image positions. A text-only training chunk therefore runs the vision path on a
+dummy image and lets *both* outputs join the graph where real ones would: the merged features (times
+zero) into the input embeddings, the DeepStack features into the decoder layers through an empty
+position mask (an exact no-op with a zero gradient), so every rank runs the same modules in the same
+order whatever mix of images its chunk holds (ZeRO-3, ZeRO-2 bucket order, DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ModelConfig
+from . import register_backbone
+from .base import padded_positions, unwrap_peft, vision_dummy_needed
+from .qwen2vl import QwenVLProcessor, _QwenVLBase
+
+PROMPT_FORMATS = ("vlm2vec", "native", "qwen3_vl_embedding")
+DEFAULT_INSTRUCTION = "Represent the user's input."
+
+
+def embedding_instruction(instruction: str | None) -> str:
+    """The system message as Qwen3-VL-Embedding writes it: stripped, with a full stop if unpunctuated."""
+    text = (instruction or DEFAULT_INSTRUCTION).strip()
+    if text and not unicodedata.category(text[-1]).startswith("P"):
+        text += "."
+    return text
+
+
+class Qwen3VLProcessor(QwenVLProcessor):
+    """`QwenVLProcessor` plus the Qwen3-VL-Embedding chat format (``prompt_format='qwen3_vl_embedding'``)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        image_processor: Any,
+        prompt_format: str = "vlm2vec",
+        max_length: int | None = None,
+        instruction: str = DEFAULT_INSTRUCTION,
+    ):
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"model.prompt_format must be one of {PROMPT_FORMATS} for qwen3_vl, got {prompt_format!r}"
+            )
+        self.chat = prompt_format == "qwen3_vl_embedding"
+        super().__init__(tokenizer, image_processor, "native" if self.chat else prompt_format, max_length)
+        self.format_name = prompt_format  # `prompt_format` stays "native": how images are laid out
+        self.instruction = embedding_instruction(instruction)
+        if self.chat:
+            enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+            self._prefix = enc(f"<|im_start|>system\n{self.instruction}<|im_end|>\n<|im_start|>user\n")
+            self._suffix = enc("<|im_end|>\n<|im_start|>assistant\n")
+
+    def _row_ids(
+        self, text: str, n_tokens_per_image: list[int], max_text: int | None
+    ) -> tuple[list[int], list[int]]:
+        if not self.chat:
+            return super()._row_ids(text, n_tokens_per_image, max_text)
+        if not text.strip() and not n_tokens_per_image:
+            text = "NULL"  # as Qwen3-VL-Embedding does for an empty item
+        ids, types = super()._row_ids(text, n_tokens_per_image, max_text)
+        return (
+            self._prefix + ids + self._suffix,
+            [0] * len(self._prefix) + types + [0] * len(self._suffix),
+        )
+
+
+def is_qwen3_vl_embedding_folder(path: str | Path) -> bool:
+    """A Qwen3-VL-Embedding release: its config.json names an embedding architecture (e.g.
+    ``Qwen3VLForEmbedding``, the class of its published code) instead of the generation class."""
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.is_file():
+        return False
+    archs = json.loads(cfg_file.read_text()).get("architectures") or []
+    return any("Embedding" in a for a in archs)
+
+
+@register_backbone
+class Qwen3VLBackbone(_QwenVLBase):
+    """Qwen3-VL (2B..32B dense) and Qwen3-VL-Embedding checkpoints."""
+
+    name = "qwen3_vl"
+    model_class_name = "Qwen3VLForConditionalGeneration"
+    vision_lora_targets = ["qkv", "proj", "linear_fc1", "linear_fc2"]
+
+    def folder_defaults(self, path: str) -> dict[str, Any]:
+        """A Qwen3-VL-Embedding folder embeds in its own format unless the caller says otherwise."""
+        return {"prompt_format": "qwen3_vl_embedding"} if is_qwen3_vl_embedding_folder(path) else {}
+
+    def load_processor(self, path: str, cfg: ModelConfig) -> Qwen3VLProcessor:
+        base = super().load_processor(path, replace(cfg, prompt_format="vlm2vec"))
+        return Qwen3VLProcessor(
+            base.tokenizer, base.image_processor, cfg.prompt_format, cfg.max_length, cfg.system_instruction
+        )
+
+    def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        inner = unwrap_peft(model).model  # Qwen3VLModel: no LM head, no logits
+        if inputs.get("pixel_values") is None and vision_dummy_needed(inner, inner.visual):
+            return _text_only_with_dummy_image(inner, inputs)
+        return super().last_hidden_state(model, inputs)
+
+
+def _text_only_with_dummy_image(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """A text-only batch through the language model with the vision path run on the smallest image it
+    takes (one merged token of zero pixels); its outputs join the graph where real image outputs do,
+    in `Qwen3VLModel.forward`'s order (token embeddings, vision path, language model): merged features
+    times zero into the input embeddings, DeepStack features through an empty visual position mask.
+    The hidden states equal those without the dummy exactly; every vision parameter gets a zero gradient.
+    """
+    input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    embeds = inner.get_input_embeddings()(input_ids)
+    vcfg = inner.config.vision_config
+    merge = vcfg.spatial_merge_size
+    patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
+    grid = torch.tensor([[1, merge, merge]], device=embeds.device)
+    pixels = torch.zeros(merge * merge, patch_dim, device=embeds.device, dtype=inner.visual.dtype)
+    vision = inner.get_image_features(pixels, grid, return_dict=True)
+    feats = torch.cat(vision.pooler_output)
+    embeds = embeds + (feats.to(embeds.dtype) * 0.0).sum()
+    no_positions = torch.zeros(input_ids.shape, dtype=torch.bool, device=embeds.device)
+    deepstack = [torch.cat(f) for f in vision.deepstack_features]
+    out = inner.language_model(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=padded_positions(mask),
+        visual_pos_masks=no_positions,
+        deepstack_visual_embeds=deepstack,
+        use_cache=False,
+    )
+    return out.last_hidden_state
+
+
+__all__: Sequence[str] = [
+    "Qwen3VLBackbone",
+    "Qwen3VLProcessor",
+    "embedding_instruction",
+    "is_qwen3_vl_embedding_folder",
+]

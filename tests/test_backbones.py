@@ -1,0 +1,154 @@
+"""The properties every registered backbone must have, checked on each one's tiny checkpoint.
+
+Parametrised over `available_backbones()`: adding a backbone (a module, a registry line, a tiny builder
+in `vlm2vec.testing`) puts it under these tests with no edit here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vlm2vec import EmbeddingModel
+from vlm2vec.backbones import MMEB_IMAGE_PLACEHOLDER, available_backbones
+from vlm2vec.gradcache import GradCache
+from vlm2vec.losses import ContrastiveLoss
+from vlm2vec.testing import gradient_ready_order, make_tiny_checkpoint, tiny_model_config
+
+TEXTS = [
+    "<|image_1|> Represent the given image for classification",
+    "a red circle on a striped background",
+    "<|image_1|> Find a caption. <|image_2|> and compare",
+    "blue",
+]
+LOSS = ContrastiveLoss(temperature=0.05)
+
+
+def _images(tiny_images):
+    return [[tiny_images[0]], [], [tiny_images[1], tiny_images[2]], []]
+
+
+@pytest.fixture(scope="module", params=available_backbones())
+def tiny(request, tmp_path_factory):
+    """(backbone name, tiny checkpoint folder), built once per backbone."""
+    name = request.param
+    if name == "qwen2_vl":
+        return name, request.getfixturevalue("tiny_qwen_dir")
+    return name, make_tiny_checkpoint(name, tmp_path_factory.mktemp(f"tiny_{name}"))
+
+
+def _model(tiny, **kw) -> EmbeddingModel:
+    name, folder = tiny
+    torch.manual_seed(0)
+    return EmbeddingModel.from_config(tiny_model_config(name, folder, **kw)).eval()
+
+
+def _image_positions(name: str, processor, ids: torch.Tensor) -> torch.Tensor:
+    return ids < 0 if name == "phi3_v" else ids == processor.image_token_id
+
+
+def test_pooling_and_reps_do_not_depend_on_padding_side_or_batch_mates(tiny, tiny_images):
+    model = _model(tiny)
+    images = _images(tiny_images)
+    proc = model.processor
+    with torch.no_grad():
+        right = model.encode(proc(TEXTS, images))
+        left_inputs = proc(TEXTS, images, padding_side="left")
+        left = model.encode(left_inputs)
+        single = torch.cat([model.encode(proc([t], [i])) for t, i in zip(TEXTS, images)])
+    assert (left_inputs["attention_mask"][:, 0] == 0).any()  # some row really is left-padded
+    assert torch.allclose(right, single, atol=1e-5, rtol=0)
+    assert torch.allclose(left, single, atol=1e-5, rtol=0)
+    assert torch.allclose(right.norm(dim=-1), torch.ones(len(TEXTS)), atol=1e-5)
+
+
+def test_mmeb_placeholders_become_the_backbones_image_tokens_in_place(tiny, tiny_images):
+    name, _ = tiny
+    proc = _model(tiny).processor
+    ids = proc(["a red circle <|image_1|> striped background <|image_2|> blue"], [tiny_images[:2]])[
+        "input_ids"
+    ][0]
+    is_image = _image_positions(name, proc, ids)
+    starts = (is_image[1:] & ~is_image[:-1]).nonzero().flatten() + 1
+    ends = (~is_image[1:] & is_image[:-1]).nonzero().flatten() + 1
+    assert len(starts) == 2 and len(ends) == 2  # two contiguous image runs, one per placeholder
+
+    def text(span: torch.Tensor) -> str:
+        return proc.tokenizer.decode(span[span >= 0].tolist(), skip_special_tokens=True)
+
+    assert "red circle" in text(ids[: starts[0]])
+    assert "striped background" in text(ids[ends[0] : starts[1]])
+    assert "blue" in text(ids[ends[1] :])
+    assert not MMEB_IMAGE_PLACEHOLDER.search(proc.tokenizer.decode(ids[ids >= 0].tolist()))
+    with pytest.raises(ValueError, match=r"row 1: prompt has 1 image placeholder\(s\) but 0 image"):
+        proc(["plain", "<|image_1|> x"], [[], []])
+
+
+def test_full_adapter_and_merged_exports_reload_to_the_same_embeddings(tiny, tiny_images, tmp_path):
+    images = _images(tiny_images)
+    full = _model(tiny)
+    with torch.no_grad():
+        for p in full.encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    before = full.embed(TEXTS, images)
+    again = EmbeddingModel.from_pretrained(full.save_pretrained(tmp_path / "full"))
+    assert torch.equal(before, again.embed(TEXTS, images))
+
+    lora = _model(tiny, lora=True, lora_r=4, lora_alpha=8)
+    with torch.no_grad():  # LoRA B starts at zero: give the adapters an effect to round-trip
+        for n, p in lora.encoder.named_parameters():
+            if "lora_" in n:
+                p.copy_(0.05 * torch.randn_like(p))
+    base = _model(tiny).embed(TEXTS, images)
+    tuned = lora.embed(TEXTS, images)
+    assert not torch.allclose(base, tuned, atol=1e-4)
+    adapter = lora.save_pretrained(tmp_path / "adapter")
+    assert json.loads((adapter / "vlm2vec.json").read_text())["kind"] == "adapter"
+    assert torch.allclose(tuned, EmbeddingModel.from_pretrained(adapter).embed(TEXTS, images), atol=1e-6)
+    merged = EmbeddingModel.from_pretrained(lora.save_pretrained(tmp_path / "merged", merged=True))
+    assert not merged.is_lora
+    assert torch.allclose(tuned, merged.embed(TEXTS, images), atol=1e-5)
+
+
+def test_gradcache_gives_the_full_batch_loss_and_gradients(tiny, tiny_images):
+    model = _model(tiny).train()
+    im = tiny_images
+    qry = model.processor(TEXTS, _images(im))
+    tgt = model.processor(
+        ["red", "<|image_1|> the picture", "a caption", "<|image_1|> blue"], [[], [im[0]], [], [im[1]]]
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    model.zero_grad()
+    ref_loss = LOSS(model(qry=qry)["qry_reps"], model(tgt=tgt)["tgt_reps"])
+    ref_loss.backward()
+    ref = [p.grad.clone() for p in params]
+    model.zero_grad()
+    loss = GradCache(LOSS, 1, 3, split_fn=model.split_batch).step(model, qry, tgt)
+    assert torch.allclose(loss, ref_loss.detach(), rtol=1e-5)
+    for p, g in zip(params, ref):
+        assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_text_only_chunks_run_the_vision_path_with_an_exact_zero_in_the_same_gradient_order(
+    tiny, tiny_images
+):
+    """DDP, ZeRO-2 (bucket order) and ZeRO-3 (gathers) need every rank to make the same gradients ready
+    in the same order whatever mix of images its chunk holds (full fine-tuning, vision trainable)."""
+    model = _model(tiny).train()
+    proc = model.processor
+
+    def order(texts, images=None):
+        return gradient_ready_order(model.encoder, lambda: model.encode(proc(texts, images)).sum())
+
+    with_image = order(["<|image_1|> a red circle", "blue"], [[tiny_images[0]], []])
+    trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
+    assert sorted(with_image) == sorted(trainable)
+    assert order(["a red circle", "blue"]) == with_image
+    text_only = proc(["a red circle", "blue"])
+    train_reps = model.encode(text_only).detach()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(text_only), train_reps)  # the dummy adds an exact zero
