@@ -351,7 +351,7 @@ def train(cfg: Config, model: EmbeddingModel | None = None) -> TrainResult:
         n_trainable, n_total = parameter_counts(unwrapped)  # real sizes under ZeRO-3 too
         logger.info(
             "training %s: %d processes x %d = global batch %d, %d steps (%.2f epochs), %d of %d params trainable, %s",
-            cfg.model.backbone,
+            unwrapped.cfg.backbone,  # the detected one when model.backbone is empty
             accelerator.num_processes,
             t.per_device_batch_size,
             global_batch,
