@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
     for name, row in after["datasets"].items():
         was = before["datasets"].get(name, {}).get("precision@1")
         print(f"  {name:<16} {was:9.1f} -> {row['precision@1']:5.1f}")
-    print(f"  {'overall':<16} {before['overall']:9.1f} -> {after['overall']:5.1f}")
+    cov = after["coverage"]["overall"]
+    label = f"overall ({cov['datasets']}/{cov['of']}{', partial' if cov['partial'] else ''})"
+    print(f"  {label:<16} {before['overall']:9.1f} -> {after['overall']:5.1f}")
     print(
         f"\n[demo] done in {time.time() - t0:.0f}s; reports in {cfg.eval.output_dir}/ (summary.md, meta_tasks.png)"
     )
