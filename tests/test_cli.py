@@ -150,6 +150,26 @@ def test_bare_train_fails_in_one_line_and_writes_nothing(tmp_path, monkeypatch, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "model_flags, message",
+    [
+        (["--model.path=NOPE"], "model.path 'NOPE' is not a folder"),
+        (["--model.path=."], "no config.json, cannot tell which backbone"),
+        (["--model.path=.", "--model.backbone=qwen9"], "model.backbone: unknown backbone 'qwen9'"),
+    ],
+)
+def test_a_model_folder_that_cannot_be_opened_is_one_line_for_every_command(
+    tmp_path, monkeypatch, capsys, model_flags, message
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text("a red circle\n")
+    for command in ("eval", "embed"):
+        flags = ["--eval.data_dir=.", "--embed.source=texts", "--embed.path=t.txt"]
+        assert cli.main([command, *model_flags, *flags]) == 2, command
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (command, err)
+
+
 def test_debug_shows_the_traceback_and_bugs_keep_theirs(capsys, monkeypatch):
     def fail():
         raise ConfigError("train.lr must be > 0, got 0")

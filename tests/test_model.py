@@ -8,6 +8,7 @@ import torch
 
 from vlm2vec import EmbeddingModel, last_token_pool
 from vlm2vec.backbones import detect_backbone, get_backbone
+from vlm2vec.errors import ModelLoadError
 from vlm2vec.testing import gradient_ready_order, make_tiny_checkpoint, tiny_model_config
 
 TEXTS = [
@@ -39,7 +40,7 @@ def test_last_token_pool_matches_hand_gather_under_left_and_right_padding():
 
 def test_detect_backbone_reads_model_type(tiny_qwen_dir):
     assert detect_backbone(tiny_qwen_dir) == "qwen2_vl"
-    with pytest.raises(KeyError, match="unknown backbone 'nope'"):
+    with pytest.raises(ModelLoadError, match="unknown backbone 'nope'"):
         get_backbone("nope")
 
 

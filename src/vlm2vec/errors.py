@@ -22,6 +22,10 @@ class ModelLoadError(UserError, ValueError):
     """A model, adapter or checkpoint folder cannot be opened as asked; the message names file and keys."""
 
 
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """A model, adapter or checkpoint folder (or its config.json) does not exist; the message names it."""
+
+
 class CheckpointError(UserError, ValueError):
     """A training checkpoint is unreadable or incomplete; the message names the file."""
 
@@ -70,6 +74,7 @@ __all__ = [
     "DataError",
     "DataNotFoundError",
     "ModelLoadError",
+    "ModelNotFoundError",
     "ResumeError",
     "UserError",
     "unwrap_worker_error",

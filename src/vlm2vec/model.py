@@ -25,7 +25,7 @@ from .backbones import Backbone, detect_backbone, get_backbone
 from .backbones.base import ImagesInput, TextInput, normalize_batch
 from .checkpoints import adapter_base, has_adapter, has_full_weights, load_adapter
 from .config import ModelConfig, from_dict
-from .errors import ModelLoadError
+from .errors import ModelLoadError, ModelNotFoundError
 from .files import replace_dir
 from .matryoshka import truncate_reps
 
@@ -102,16 +102,16 @@ class EmbeddingModel(nn.Module):
                 f"model.path ({cfg.path!r}) must be a local copy of that base"
             )
         if not cfg.path:
-            raise ValueError("model.path must name a local model folder (no hub downloads)")
+            raise ModelLoadError("model.path must name a local model folder (no hub downloads)")
         if not Path(cfg.path).is_dir():
-            raise FileNotFoundError(f"model.path {cfg.path!r} is not a folder")
+            raise ModelNotFoundError(f"model.path {cfg.path!r} is not a folder")
         name = cfg.backbone or detect_backbone(cfg.path)
         if name != cfg.backbone:
             cfg = replace(cfg, backbone=name)
         backbone = get_backbone(name)
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
         if ckpt is not None and not ckpt.is_dir():
-            raise FileNotFoundError(f"model.checkpoint {cfg.checkpoint!r} is not a folder")
+            raise ModelNotFoundError(f"model.checkpoint {cfg.checkpoint!r} is not a folder")
         adapter = ckpt is not None and has_adapter(ckpt)
         weights = str(ckpt) if ckpt is not None and not adapter else cfg.path
         encoder = backbone.load_model(weights, cfg)
@@ -136,7 +136,7 @@ class EmbeddingModel(nn.Module):
         if weights is not None and weights not in WEIGHTS_CHOICES:
             raise ModelLoadError(f"weights must be one of {WEIGHTS_CHOICES} or None, got {weights!r}")
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is not a folder")
+            raise ModelNotFoundError(f"{folder} is not a folder")
         adapter, full = has_adapter(folder), has_full_weights(folder)
         if weights == "adapter" and not adapter:
             raise ModelLoadError(f"{folder}: weights='adapter' but the folder holds no adapter_config.json")

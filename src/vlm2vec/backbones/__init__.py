@@ -10,6 +10,7 @@ import importlib
 import json
 from pathlib import Path
 
+from ..errors import ModelLoadError, ModelNotFoundError
 from .base import MMEB_IMAGE_PLACEHOLDER, Backbone, check_placeholders, normalize_batch, to_rgb
 
 #: registry key -> module that defines it (imported on first use)
@@ -37,7 +38,9 @@ def get_backbone(name: str) -> Backbone:
     """Return an instance of the backbone registered as `name`."""
     if name not in _REGISTRY:
         if name not in _MODULES:
-            raise KeyError(f"unknown backbone '{name}'; available: {', '.join(available_backbones())}")
+            raise ModelLoadError(
+                f"model.backbone: unknown backbone '{name}'; available: {', '.join(available_backbones())}"
+            )
         importlib.import_module(_MODULES[name])
     return _REGISTRY[name]()
 
@@ -46,12 +49,16 @@ def detect_backbone(path: str | Path) -> str:
     """Registry key for a local model folder: the `model_type` in its config.json."""
     cfg_file = Path(path) / "config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{cfg_file}: no config.json, cannot tell which backbone this folder holds")
-    model_type = json.loads(cfg_file.read_text()).get("model_type")
+        raise ModelNotFoundError(f"{cfg_file}: no config.json, cannot tell which backbone this folder holds")
+    try:
+        model_type = json.loads(cfg_file.read_text()).get("model_type")
+    except (ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"{cfg_file}: not a JSON object ({exc})") from None
     if model_type in _MODULES:  # registry keys are the official model_type values
         return model_type
-    raise KeyError(
-        f"{cfg_file}: model_type '{model_type}' matches no registered backbone ({', '.join(available_backbones())})"
+    raise ModelLoadError(
+        f"{cfg_file}: model_type '{model_type}' matches no registered backbone ({', '.join(available_backbones())}); "
+        "name one with model.backbone"
     )
 
 
