@@ -27,11 +27,10 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from vlm2vec.chunking import plan_chunks, row_lengths
 from vlm2vec.gradcache import GradCache
 from vlm2vec.losses import ContrastiveLoss
 from vlm2vec.model import EmbeddingModel
-from vlm2vec.testing import tiny_model_config
+from vlm2vec.testing import gradcache_plan, reps_in_row_order, tiny_model_config
 from vlm2vec.training.engine import resolve_deepspeed_config
 from vlm2vec.training.optim import decay_names, param_groups
 
@@ -90,28 +89,14 @@ def batches(model: EmbeddingModel, rank: int) -> tuple[dict, dict]:
     return model.processor(qt, qi), model.processor(tt, ti)
 
 
-def gradcache_plan(inputs: dict, chunk: int) -> list[list[int]]:
-    """The chunks GradCache cuts a side into (rows grouped by length; a side that fits one chunk stays
-    in row order). Computed here without GradCache.plan, whose count agreement is a collective."""
-    plan = plan_chunks(row_lengths(inputs), chunk)
-    return plan if len(plan) > 1 else [list(range(len(row_lengths(inputs))))]
-
-
-def in_row_order(model, inputs: dict, plan: list[list[int]], side: str) -> torch.Tensor:
-    """One side's reps from the chunks GradCache plans (rows grouped by length, so the same rows share
-    a chunk and draw the same dropout masks), put back in the batch's row order."""
-    reps = torch.cat([model(**{side: c})[f"{side}_reps"] for c in model.split_batch(inputs, plan)])
-    return reps[torch.argsort(torch.tensor([r for rows in plan for r in rows]))]
-
-
 def reference(backbone: str, folder: str, lora: bool, chunk: int) -> dict:
     model = build(backbone, folder, lora)
     q, t = [], []
     for rank in range(WORLD):
         qry, tgt = batches(model, rank)
         torch.manual_seed(100 + rank)
-        q.append(in_row_order(model, qry, gradcache_plan(qry, chunk), "qry"))
-        t.append(in_row_order(model, tgt, gradcache_plan(tgt, chunk), "tgt"))
+        q.append(reps_in_row_order(model, qry, gradcache_plan(qry, chunk), "qry"))
+        t.append(reps_in_row_order(model, tgt, gradcache_plan(tgt, chunk), "tgt"))
     loss = ContrastiveLoss(TEMPERATURE, gather=False)(torch.cat(q), torch.cat(t))
     loss.backward()
     delta = {n: -LR * p.grad for n, p in model.named_parameters() if p.requires_grad}
