@@ -25,8 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..config import ModelConfig
-from ..errors import ConfigError
+from ..config import ConfigError, ModelConfig
 from . import register_backbone
 from .base import (
     MMEB_IMAGE_PLACEHOLDER,
