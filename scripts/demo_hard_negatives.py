@@ -43,12 +43,13 @@ def main(argv: list[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     os.chdir(ROOT)  # the demo config uses paths relative to the repository
 
+    from vlm2vec.training.demo import prepare_demo_assets
+
     from vlm2vec import EmbeddingModel
     from vlm2vec.config import load_config
     from vlm2vec.corpus.mine import run_mine
     from vlm2vec.evaluation import evaluate_model, format_table
     from vlm2vec.training import train
-    from vlm2vec.training.demo import prepare_demo_assets
 
     cfg = load_config(ROOT / "configs/train/demo.yaml", ["--train.save_every=0", *overrides])
     t0 = time.time()

@@ -12,8 +12,9 @@ keeps the image and lets anyres pick the grid.
 Positions are 0..n-1 over the real tokens whatever the padding side. CLIP features come from
 ``vision_feature_layer`` (the second-to-last layer in LLaVA-1.6): the later CLIP layers and the post
 layer-norm never reach the embedding, so they are frozen (DDP would otherwise wait for their gradient).
-A text-only training chunk runs the vision path (CLIP, projector, image newline) on a dummy image
-whose features times zero join the input embeddings, where real features are scattered.
+Lockstep as for every backbone, through `embed_with_images`: the vision path (CLIP on every anyres
+tile, projector, unpadding, image newline) is one module call (`LlavaNextVision`) returning one tensor;
+a text-only training chunk runs it on a dummy image whose features times zero join the embeddings.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from . import register_backbone
 from .base import (
     MMEB_IMAGE_PLACEHOLDER,
@@ -32,12 +33,12 @@ from .base import (
     ImagesInput,
     TextInput,
     check_placeholders,
+    embed_with_images,
     normalize_batch,
     padded_positions,
     to_rgb,
     torch_dtype,
     unwrap_peft,
-    vision_dummy_needed,
 )
 
 #: VLM2Vec's LLaVA resizes (its dataset code): "high" for the published LLaVA-1.6 rows
@@ -169,24 +170,22 @@ class LlavaNextBackbone(Backbone):
         )
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """`LlavaNextModel.forward`'s steps: input embeddings with the image features in place (through
+        `embed_with_images`), then its language model."""
         inner = unwrap_peft(model).model  # LlavaNextModel: no LM head, no logits
-        mask = inputs["attention_mask"]
-        positions = padded_positions(mask)
-        vision = torch.nn.ModuleList([inner.vision_tower, inner.multi_modal_projector])
-        if inputs.get("pixel_values") is None and vision_dummy_needed(inner, vision):
-            embeds = inner.get_input_embeddings()(inputs["input_ids"])
-            embeds = embeds + _dummy_image_zero(inner).to(embeds.dtype)
-            out = inner.language_model(
-                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
-            )
-            return out.last_hidden_state
-        out = inner(
-            input_ids=inputs["input_ids"],
-            attention_mask=mask,
-            position_ids=positions,
-            pixel_values=inputs.get("pixel_values"),
-            image_sizes=inputs.get("image_sizes"),
-            use_cache=False,
+        input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        pixels = inputs.get("pixel_values")
+        image_args = None if pixels is None else (pixels, inputs["image_sizes"])
+        embeds = embed_with_images(
+            lambda: inner.get_input_embeddings()(input_ids),
+            inner,
+            LlavaNextVision(inner),
+            image_args,
+            lambda embeds: _dummy_image(inner),
+            lambda embeds, features: _scatter_at_image_tokens(inner, input_ids, embeds, features),
+        )
+        out = inner.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=padded_positions(mask), use_cache=False
         )
         return out.last_hidden_state
 
@@ -218,9 +217,34 @@ def _used_vision_layers(config: Any) -> int:
     return max((n + 1 + i if i < 0 else i) for i in layers)
 
 
-def _dummy_image_zero(inner: torch.nn.Module) -> torch.Tensor:
-    """An exact zero computed by the whole vision path (CLIP on every anyres tile, projector, unpadding,
-    image newline) on one blank image of the tile size, in `LlavaNextModel.forward`'s order."""
+class LlavaNextVision(torch.nn.Module):
+    """The vision path of a `LlavaNextModel` as one module returning one tensor: transformers' own
+    `get_image_features` (CLIP on every anyres tile, projector, unpadding, image newline) with the
+    images' features concatenated in order. A view, not a part of the model: it holds the model's own
+    tower, projector and newline (so its parameters are theirs) and is never saved."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.vision_tower = inner.vision_tower
+        self.multi_modal_projector = inner.multi_modal_projector
+        self.image_newline = inner.image_newline
+        object.__setattr__(self, "_inner", inner)  # not a submodule: the language model is not vision
+
+    def forward(self, pixel_values: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+        status = getattr(self.image_newline, "ds_status", None)  # ZeRO-3: the model's own parameter,
+        if status is not None and status.name == "NOT_AVAILABLE":  # used outside LlavaNextModel.forward
+            raise ConfigError(
+                "llava_next under ZeRO-3: image_newline is partitioned; keep it whole with "
+                "zero_optimization.stage3_param_persistence_threshold above its size "
+                f"({self.image_newline.ds_numel}; the default 1e5 does)"
+            )
+        param = next(self.vision_tower.parameters())
+        out = self._inner.get_image_features(pixel_values.to(param.dtype), image_sizes, return_dict=True)
+        return torch.cat(out.pooler_output, dim=0)
+
+
+def _dummy_image(inner: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """One blank image of the tile size, as the processor lays it out (all its anyres tiles)."""
     from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
     cfg = inner.config
@@ -228,9 +252,18 @@ def _dummy_image_zero(inner: torch.nn.Module) -> torch.Tensor:
     n_patches = image_size_to_num_patches((size, size), cfg.image_grid_pinpoints, size)
     param = next(inner.vision_tower.parameters())
     pixels = torch.zeros(1, n_patches, 3, size, size, device=param.device, dtype=param.dtype)
-    sizes = torch.tensor([[size, size]], device=param.device)
-    feats = inner.get_image_features(pixels, sizes, return_dict=True).pooler_output
-    return sum((f * 0.0).sum() for f in feats)
+    return pixels, torch.tensor([[size, size]], device=param.device)
+
+
+def _scatter_at_image_tokens(
+    inner: torch.nn.Module, input_ids: torch.Tensor, embeds: torch.Tensor, features: torch.Tensor
+) -> torch.Tensor:
+    where = input_ids == inner.config.image_token_id
+    if int(where.sum()) != features.shape[0]:
+        raise ValueError(
+            f"{int(where.sum())} image tokens in input_ids but {features.shape[0]} image features"
+        )
+    return embeds.masked_scatter(where.unsqueeze(-1).expand_as(embeds), features)
 
 
 __all__: Sequence[str] = ["LlavaNextBackbone", "LlavaNextEmbedProcessor", "RESOLUTIONS"]

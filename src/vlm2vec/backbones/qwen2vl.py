@@ -209,23 +209,26 @@ class _QwenVLBase(Backbone):
         image_processor = AutoImageProcessor.from_pretrained(path, **kwargs)
         return QwenVLProcessor(tokenizer, image_processor, cfg.prompt_format, cfg.max_length)
 
-    def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        inner = unwrap_peft(model).model  # Qwen2VLModel: no LM head, no logits
+    def position_ids(self, inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """3-D M-RoPE positions for a native-format batch with images, else 1-D positions over the real
+        tokens (image pads of the vlm2vec format included)."""
         mask = inputs["attention_mask"]
-        has_images = inputs.get("pixel_values") is not None
-        if has_images and _is_native(inputs, inner.config):
+        if inputs.get("pixel_values") is not None and _is_native(inputs, inner.config):
             position_ids, _ = inner.get_rope_index(
                 inputs["input_ids"],
                 mm_token_type_ids=inputs["mm_token_type_ids"],
                 image_grid_thw=inputs["image_grid_thw"],
                 attention_mask=mask,
             )
-        else:
-            position_ids = padded_positions(mask)  # 1-D positions for image pads (vlm2vec format)
+            return position_ids
+        return padded_positions(mask)
+
+    def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        inner = unwrap_peft(model).model  # Qwen2VLModel: no LM head, no logits
         out = inner(
             inputs_embeds=_input_embeddings(inner, inputs),
-            attention_mask=mask,
-            position_ids=position_ids,
+            attention_mask=inputs["attention_mask"],
+            position_ids=self.position_ids(inner, inputs),
             use_cache=False,
         )
         return out.last_hidden_state
@@ -242,39 +245,49 @@ class _QwenVLBase(Backbone):
         return {"image_grid_thw": per_row, "pixel_values": row_patches}
 
 
+def vision_args(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> tuple[tuple | None, Any]:
+    """The vision tower's arguments for a batch (None when it has no images) and for the dummy image:
+    the smallest image the tower accepts, one merged token of zero pixels."""
+    visual = inner.visual
+    pixels = inputs.get("pixel_values")
+    image_args = None if pixels is None else (pixels.type(visual.dtype), inputs["image_grid_thw"])
+    device = inputs["input_ids"].device
+
+    def dummy(embeds: torch.Tensor) -> tuple:
+        vcfg = inner.config.vision_config
+        merge = vcfg.spatial_merge_size
+        patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
+        grid = torch.tensor([[1, merge, merge]], device=device)
+        return (torch.zeros(merge * merge, patch_dim, device=device, dtype=visual.dtype), grid)
+
+    return image_args, dummy
+
+
+def scatter_at_image_pads(embeds: torch.Tensor, where: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Write the image features, in order, at the image pad positions `where` [B, T]."""
+    if int(where.sum()) != features.shape[0]:
+        raise ValueError(
+            f"{int(where.sum())} image pad tokens in input_ids but {features.shape[0]} image features"
+        )
+    return embeds.masked_scatter(where.unsqueeze(-1).expand_as(embeds), features)
+
+
 def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Token embeddings with the vision tower's features written at the image pads (or, for a
     text-only training batch, plus the exact zero of a dummy image), through `embed_with_images`:
     token embeddings first, then one call of the vision tower, on every batch. `Qwen2VLModel` itself
     then only runs the language model (it is given `inputs_embeds`, no pixels)."""
     input_ids = inputs["input_ids"]
-    visual = inner.visual
-    pixels = inputs.get("pixel_values")
-    image_args = None if pixels is None else (pixels.type(visual.dtype), inputs["image_grid_thw"])
-
-    def dummy(embeds: torch.Tensor) -> tuple:
-        # the smallest image the tower accepts: one merged token of zero pixels
-        vcfg = inner.config.vision_config
-        merge = vcfg.spatial_merge_size
-        patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-        grid = torch.tensor([[1, merge, merge]], device=input_ids.device)
-        return (torch.zeros(merge * merge, patch_dim, device=input_ids.device, dtype=visual.dtype), grid)
-
-    def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        where = input_ids == inner.config.image_token_id
-        if int(where.sum()) != features.shape[0]:
-            raise ValueError(
-                f"{int(where.sum())} image pad tokens in input_ids but {features.shape[0]} image features"
-            )
-        return embeds.masked_scatter(where.unsqueeze(-1).expand_as(embeds), features)
-
+    image_args, dummy = vision_args(inner, inputs)
     return embed_with_images(
         lambda: inner.get_input_embeddings()(input_ids),
         inner,
-        visual,
+        inner.visual,
         image_args,
         dummy,
-        place,
+        lambda embeds, features: scatter_at_image_pads(
+            embeds, input_ids == inner.config.image_token_id, features
+        ),
         select=lambda out: out.pooler_output,  # merged tokens of all images, in order
     )
 

@@ -14,11 +14,11 @@ Three prompt formats (``ModelConfig.prompt_format``):
   pooling). An empty text becomes "NULL", as there.
 
 Qwen3-VL adds DeepStack: features of some vision blocks are added to the hidden states of the first
-decoder layers at the image positions. A text-only training chunk therefore runs the vision path on a
-dummy image and lets *both* outputs join the graph where real ones would: the merged features (times
-zero) into the input embeddings, the DeepStack features into the decoder layers through an empty
-position mask (an exact no-op with a zero gradient), so every rank runs the same modules in the same
-order whatever mix of images its chunk holds (ZeRO-3, ZeRO-2 bucket order, DDP).
+decoder layers at the image positions. Lockstep (ZeRO-3, ZeRO-2 bucket order, DDP) as for every
+backbone through `embed_with_images`: the vision tower's merged and DeepStack features come out of
+its one call as one tensor (concatenated on the feature axis) and are split back for their places; a
+text-only training chunk runs the tower on a dummy image whose whole output, times zero, joins the
+input embeddings.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import torch
 
 from ..config import ModelConfig
 from . import register_backbone
-from .base import padded_positions, unwrap_peft, vision_dummy_needed
-from .qwen2vl import QwenVLProcessor, _QwenVLBase
+from .base import embed_with_images, unwrap_peft
+from .qwen2vl import QwenVLProcessor, _QwenVLBase, scatter_at_image_pads, vision_args
 
 PROMPT_FORMATS = ("vlm2vec", "native", "qwen3_vl_embedding")
 DEFAULT_INSTRUCTION = "Represent the user's input."
@@ -116,40 +116,55 @@ class Qwen3VLBackbone(_QwenVLBase):
         )
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """`Qwen3VLModel.forward`'s steps (token embeddings, vision tower, language model with DeepStack),
+        the embeddings built by `embed_with_images` like every backbone's."""
         inner = unwrap_peft(model).model  # Qwen3VLModel: no LM head, no logits
-        if inputs.get("pixel_values") is None and vision_dummy_needed(inner, inner.visual):
-            return _text_only_with_dummy_image(inner, inputs)
-        return super().last_hidden_state(model, inputs)
+        embeds, where, deepstack = _input_embeddings_and_deepstack(inner, inputs)
+        out = inner.language_model(
+            inputs_embeds=embeds,
+            attention_mask=inputs["attention_mask"],
+            position_ids=self.position_ids(inner, inputs),
+            visual_pos_masks=where,
+            deepstack_visual_embeds=deepstack,
+            use_cache=False,
+        )
+        return out.last_hidden_state
 
 
-def _text_only_with_dummy_image(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """A text-only batch through the language model with the vision path run on the smallest image it
-    takes (one merged token of zero pixels); its outputs join the graph where real image outputs do,
-    in `Qwen3VLModel.forward`'s order (token embeddings, vision path, language model): merged features
-    times zero into the input embeddings, DeepStack features through an empty visual position mask.
-    The hidden states equal those without the dummy exactly; every vision parameter gets a zero gradient.
+def _input_embeddings_and_deepstack(
+    inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
+    """Input embeddings, image pad mask and DeepStack features from ONE call of the vision tower.
+
+    The tower returns the merged features and one DeepStack feature per `deepstack_visual_indexes`
+    layer, all [image tokens, hidden]; they travel through `embed_with_images` as one tensor
+    (concatenated on the feature axis) and are split back here: the first part is written at the image
+    pads, the others go to the first decoder layers at those positions, as `Qwen3VLModel.forward` does.
+    A text-only training batch runs the tower on the dummy image and adds all of it times zero to the
+    embeddings (an exact no-op; every vision parameter gets its zero gradient at the same point of
+    backward as with real images, since the concatenation's gradient waits for all its parts).
     """
-    input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    embeds = inner.get_input_embeddings()(input_ids)
-    vcfg = inner.config.vision_config
-    merge = vcfg.spatial_merge_size
-    patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-    grid = torch.tensor([[1, merge, merge]], device=embeds.device)
-    pixels = torch.zeros(merge * merge, patch_dim, device=embeds.device, dtype=inner.visual.dtype)
-    vision = inner.get_image_features(pixels, grid, return_dict=True)
-    feats = torch.cat(vision.pooler_output)
-    embeds = embeds + (feats.to(embeds.dtype) * 0.0).sum()
-    no_positions = torch.zeros(input_ids.shape, dtype=torch.bool, device=embeds.device)
-    deepstack = [torch.cat(f) for f in vision.deepstack_features]
-    out = inner.language_model(
-        inputs_embeds=embeds,
-        attention_mask=mask,
-        position_ids=padded_positions(mask),
-        visual_pos_masks=no_positions,
-        deepstack_visual_embeds=deepstack,
-        use_cache=False,
+    input_ids = inputs["input_ids"]
+    image_args, dummy = vision_args(inner, inputs)
+    where = input_ids == inner.config.image_token_id
+    parts: dict[str, list[torch.Tensor]] = {}
+
+    def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        merged, *parts["deepstack"] = features.chunk(1 + len(inner.visual.deepstack_visual_indexes), dim=-1)
+        return scatter_at_image_pads(embeds, where, merged)
+
+    embeds = embed_with_images(
+        lambda: inner.get_input_embeddings()(input_ids),
+        inner,
+        inner.visual,
+        image_args,
+        dummy,
+        place,
+        select=lambda out: torch.cat([out.pooler_output, *out.deepstack_features], dim=-1),
     )
-    return out.last_hidden_state
+    if "deepstack" not in parts:  # no images: the language model runs without DeepStack
+        return embeds, None, None
+    return embeds, where, parts["deepstack"]
 
 
 __all__: Sequence[str] = [
