@@ -43,7 +43,7 @@ def test_tiny_qwen2vl_matches_naive_evaluation_and_cache_skips_rerun(tmp_path):
     )
     rows = []
     encode = model.encode
-    model.encode = lambda inputs: rows.append(inputs["input_ids"].shape[0]) or encode(inputs)
+    model.encode = lambda inputs, **kw: rows.append(inputs["input_ids"].shape[0]) or encode(inputs, **kw)
 
     summary = evaluate_model(
         model,
