@@ -75,6 +75,12 @@ def item_token_counts(
     """Estimated tokens (text + image) of each item, in item order; see the module docstring."""
     texts = [MMEB_IMAGE_PLACEHOLDER.sub("", it.text) for it in items]
     counts = [0] * len(items)
+    if any(not t for t in texts):  # an image alone still gets the processor's BOS / template
+        try:
+            empty = row_lengths(processor([""], None, max_length=max_length))[0]
+        except ValueError:  # "empty prompt": nothing beyond the image
+            empty = 0
+        counts = [0 if t else empty for t in texts]
     nonempty = [i for i, t in enumerate(texts) if t]
     for s in range(0, len(nonempty), TEXT_BATCH):
         part = nonempty[s : s + TEXT_BATCH]
