@@ -20,7 +20,8 @@ handed back as a value and raised in the main process, so its message stays one 
 Throughput: images are read and processed in DataLoader workers (`eval.num_workers`), which keep
 `PREFETCH_FACTOR` batches ready each; on CUDA the batches come in pinned memory, so the host-to-device
 copy (`non_blocking`) overlaps the previous batch's forward. Every `run_plan` logs its items/s, the
-share of the time spent waiting for input and, on CUDA with pynvml, the GPU utilisation.
+share of the time spent waiting for input and, on CUDA with pynvml, the GPU utilisation; the runner
+combines them per dataset into `throughput/<name>.json`.
 """
 
 from __future__ import annotations
