@@ -39,7 +39,7 @@ check train 300 scripts/bench_train.py --device cuda --warmup 1 --steps 2
 check train_tokens 170 scripts/bench_train.py --device cuda --warmup 1 --steps 2 --paths new --chunk-tokens 12800
 check gradcache 100 scripts/bench_gradcache.py --device cuda --hidden 2048 --layers 8 --heads 16 --seq 512 \
   --batch 64 --chunk 16 --mem-batches 16,32,64 --mem-chunk 8 --dtype bf16 --dropout 0.1 --repeats 6 --warmup 2
-check eval 120 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
-  --queries 200 --candidates 25 --batch-size 64 --num-workers 4 --today-workers 4
+check eval 150 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
+  --queries 200 --candidates 25 --batch-size 64 --num-workers 4 --today-workers 4 --batch-tokens 16384 --repeats 1
 check packing 60 scripts/bench_packing.py --device cuda
 tail -n 40 "$LOG"

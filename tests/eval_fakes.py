@@ -21,6 +21,27 @@ def _token_id(word: str) -> int:
     return 1 + int(hashlib.md5(word.encode()).hexdigest(), 16) % (VOCAB - 1)
 
 
+class FakeProcessor:
+    """Word ids + each row's image channel means; an image takes one token (`num_image_tokens`)."""
+
+    def num_image_tokens(self, image) -> int:
+        return 1
+
+    def __call__(self, texts, images=None, max_length=None):
+        rows = [[_token_id(w) for w in t.split()][: max_length or None] or [0] for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        pixels = torch.zeros(len(rows), 3)
+        for i, imgs in enumerate(images or [[] for _ in rows]):
+            if imgs:
+                pixels[i] = torch.from_numpy(np.asarray(imgs[0], dtype=np.float32).mean(axis=(0, 1)) / 255.0)
+        return {"input_ids": ids, "attention_mask": mask, "pixel_means": pixels, "texts": list(texts)}
+
+
 class FakeEncoder(nn.Module):
     def __init__(self, dim: int = 16, seed: int = 0, fail_after_calls: int | None = None) -> None:
         super().__init__()
@@ -35,20 +56,7 @@ class FakeEncoder(nn.Module):
         self.rows_encoded = 0
         self.encoded_texts: list[str] = []
         self.fail_after_calls = fail_after_calls
-
-    def processor(self, texts, images=None, max_length=None):
-        rows = [[_token_id(w) for w in t.split()][: max_length or None] or [0] for t in texts]
-        width = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        pixels = torch.zeros(len(rows), 3)
-        for i, imgs in enumerate(images or [[] for _ in rows]):
-            if imgs:
-                pixels[i] = torch.from_numpy(np.asarray(imgs[0], dtype=np.float32).mean(axis=(0, 1)) / 255.0)
-        return {"input_ids": ids, "attention_mask": mask, "pixel_means": pixels, "texts": list(texts)}
+        self.processor = FakeProcessor()
 
     def encode(self, inputs):
         if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:

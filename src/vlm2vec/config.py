@@ -237,6 +237,9 @@ class EvalConfig:
     output_dir: str = opt("eval_out", "results folder")
     cache_dir: str | None = opt(None, "embedding cache folder; null: <output_dir>/cache")
     batch_size: int = opt(16, "items per encoding batch")
+    batch_tokens: int | None = opt(
+        None, "size batches by padded tokens (rows x longest row) instead of batch_size; null: rows"
+    )
     skip_missing: bool = opt(
         False,
         "allow a partial run: list absent datasets as missing (means marked partial) instead of failing",
@@ -445,6 +448,7 @@ NUMERIC_RULES: dict[str, tuple[Any, str]] = {
     "train.log_every": _AT_LEAST_1,
     "train.stop_at_step": _AT_LEAST_1,
     "eval.batch_size": _AT_LEAST_1,
+    "eval.batch_tokens": _AT_LEAST_1,
     "eval.max_queries": _AT_LEAST_1,
     "eval.top_k_predictions": _AT_LEAST_1,
     "eval.num_workers": _AT_LEAST_0,

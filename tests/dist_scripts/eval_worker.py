@@ -5,6 +5,7 @@ over gloo; the main process writes the usual outputs and every rank dumps the su
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -22,6 +23,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", required=True, help="'fake' or a tiny qwen2_vl folder")
     parser.add_argument("--batch-size", type=int, default=3)
+    parser.add_argument(
+        "--batch-tokens", type=int, default=None, help="also evaluate with token batches into <out>/tokens"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # same kernels whatever the world size
 
@@ -52,6 +56,11 @@ def main() -> None:
     )
     summary = evaluate_model(model, cfg, state=state)
     report = {"summary": summary, "rows_encoded": sum(rows), "num_processes": state.num_processes}
+    if args.batch_tokens is not None:
+        tokens = dataclasses.replace(
+            cfg, output_dir=str(Path(args.out, "tokens")), batch_tokens=args.batch_tokens
+        )
+        report["tokens_summary"] = evaluate_model(model, tokens, state=state)
     Path(args.out, f"rank{state.process_index}.json").write_text(json.dumps(report))
     sys.stdout.flush()
     if torch.distributed.is_initialized():

@@ -26,8 +26,12 @@ class RepCache:
         self.folder = Path(folder)
 
     @classmethod
-    def for_dataset(cls, cache_dir: str | Path, fingerprint: str, dataset: str, side: str) -> RepCache:
-        return cls(Path(cache_dir) / fingerprint / dataset / side)
+    def for_dataset(
+        cls, cache_dir: str | Path, fingerprint: str, dataset: str, side: str, layout: str = ""
+    ) -> RepCache:
+        """`layout` (the evaluator's batch layout, e.g. "rows-16") gets a folder of its own, since a
+        rep depends, in its last bits, on the padding of its batch."""
+        return cls(Path(cache_dir) / fingerprint / layout / dataset / side)
 
     def load(self) -> dict[str, torch.Tensor]:
         """Every cached rep by item key (complete chunk files only)."""

@@ -1,7 +1,13 @@
 """Encode distinct items in length-sorted batches, sharded across processes, through the rep cache.
 
+Batches hold `eval.batch_size` items, or (`eval.batch_tokens`) as many as fit a budget of padded
+tokens, rows x longest row, from each item's token count estimated before encoding (`token_counts`),
+packed by the training splitter (`chunking.plan_chunks`): short text items share big batches, image
+items go few at a time.
+
 Exactness by construction: the batches are cut from the full length-sorted item list, independently of
-the number of processes and of what the cache already holds; a batch is either taken whole from the
+the number of processes and of what the cache already holds (the batch layout is part of the cache's
+and the results' keys, so reps from another layout are never mixed in); a batch is either taken whole from the
 cache or encoded whole. So every item is always encoded with the same batch neighbours (the same
 padding), and one process, two processes and an interrupted-then-resumed run give bitwise the same
 reps. Batches are dealt round-robin to the processes one chunk at a time; after each chunk the reps are
@@ -14,7 +20,8 @@ handed back as a value and raised in the main process, so its message stays one 
 Throughput: images are read and processed in DataLoader workers (`eval.num_workers`), which keep
 `PREFETCH_FACTOR` batches ready each; on CUDA the batches come in pinned memory, so the host-to-device
 copy (`non_blocking`) overlaps the previous batch's forward. Every `run_plan` logs its items/s, the
-share of the time spent waiting for input and, on CUDA with pynvml, the GPU utilisation.
+share of the time spent waiting for input and, on CUDA with pynvml, the GPU utilisation; the runner
+combines them per dataset into `throughput/<name>.json`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..chunking import plan_chunks
 from ..model import move_batch
 from .cache import RepCache
 from .items import Item, item_key
@@ -83,6 +91,16 @@ def length_order(items: list[Item]) -> list[int]:
     return sorted(range(len(items)), key=lambda i: (-bool(items[i].image), -len(items[i].text), i))
 
 
+def token_batches(token_counts: list[int], batch_tokens: int) -> list[list[int]]:
+    """Items sorted by tokens (longest first, index as tie-break) and packed greedily into batches of
+    at most `batch_tokens` padded tokens (rows x longest row); a longer item gets a batch of its own."""
+    if batch_tokens < 1:
+        from ..config import ConfigError
+
+        raise ConfigError(f"eval.batch_tokens must be >= 1 or null, got {batch_tokens}")
+    return plan_chunks(token_counts, max_tokens=batch_tokens)
+
+
 @dataclass
 class EncodePlan:
     """Which batches of a side must be encoded and which come from the cache."""
@@ -106,9 +124,14 @@ def plan_encoding(
     cache: RepCache | None,
     image_stamps: Mapping[str, str] | None = None,
     source: ItemSource | None = None,
+    *,
+    batch_tokens: int | None = None,
+    token_counts: list[int] | None = None,
 ) -> EncodePlan:
     """Cut length-sorted batches and mark those with any item missing from the cache.
 
+    Batches hold `batch_size` items, or with `batch_tokens` as many as keep rows x longest row within
+    that many tokens (`token_counts`: each item's, from `token_counts.item_token_counts`).
     `image_stamps` (image path -> "size:mtime_ns") go into the item keys, so a replaced image file
     misses the cache.
     """
@@ -118,8 +141,13 @@ def plan_encoding(
         raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
     stamps = image_stamps or {}
     keys = [item_key(it, stamps.get(it.image, "")) for it in items]
-    order = length_order(items)
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if batch_tokens is None:
+        order = length_order(items)
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    else:
+        if token_counts is None or len(token_counts) != len(items):
+            raise ValueError("plan_encoding: batch_tokens needs one token count per item")
+        batches = token_batches(token_counts, batch_tokens)
     cached = cache.load() if cache is not None else {}
     todo = [b for b in batches if any(keys[i] not in cached for i in b)]
     return EncodePlan(items, keys, batches, todo, cached, cache, source or ItemSource())

@@ -2,13 +2,14 @@
 
 Output folder layout (`eval.output_dir`):
     datasets/<name>.json        metrics of one dataset; written last, it marks the dataset finished
+    throughput/<name>.json      items/s, input-wait share, GPU utilisation of the run that encoded it
     predictions/<name>.jsonl    per query: positive's rank, correct, top-k candidates with scores
     summary.json / .md / .csv   aggregates beside the published rows; datasets.csv; meta_tasks.png
-    cache/<fingerprint>/...     item reps (default cache_dir)
+    cache/<fingerprint>/<batch layout>/...  item reps (default cache_dir)
 
 A re-run skips every dataset whose result file matches what the result came from -- the model
 fingerprint, a hash of the parquet bytes, every image's path, size and mtime, and the settings that
-change results (tie rule, max_queries, top_k_predictions) -- and re-encodes nothing the cache holds
+change results (tie rule, max_queries, top_k_predictions, the batch layout) -- and re-encodes nothing the cache holds
 (item keys hold the image's size and mtime too); an interrupted run resumes from both. A same-size
 edit of a parquet file is therefore re-scored.
 
@@ -38,7 +39,7 @@ from ..config import ConfigError, EvalConfig
 from ..files import atomic_write_json, atomic_write_text
 from ..matryoshka import truncate_reps
 from .cache import RepCache
-from .encode import ItemSource, ProcessState, SingleProcess, plan_encoding, run_plan
+from .encode import ItemSource, ProcessState, SingleProcess, _gather, plan_encoding, run_plan
 from .fingerprint import model_fingerprint
 from .items import dedup_examples
 from .metrics import METRICS, QueryScores, check_tie_rule, metrics_from_ranks, score_queries
@@ -53,6 +54,7 @@ from .mmeb_eval import (
 from .model_settings import ResolvedModel, default_explicit_keys, resolve_model_config
 from .registry import MMEB_DATASETS, dataset_info, select_datasets
 from .reports import build_summary, partial_note, write_reports
+from .token_counts import item_token_counts
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class EvalStats:
     datasets_evaluated: list[str] = field(default_factory=list)
     datasets_reused: list[str] = field(default_factory=list)
     encode_seconds: float = 0.0
+    #: per dataset encoded in this run: the figures written to throughput/<name>.json
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _default_state() -> ProcessState:
@@ -105,11 +109,20 @@ def data_signature(ds: EvalDataset) -> dict[str, str]:
     return {"parquet_sha256": parquet.hexdigest(), "images": images.hexdigest()}
 
 
+def batch_layout(eval_cfg: EvalConfig) -> str:
+    """The batch layout, "rows-<batch_size>" or "tokens-<batch_tokens>": it keys the cache and the
+    results, since a rep depends (in its last bits) on its batch's padding."""
+    if eval_cfg.batch_tokens is not None:
+        return f"tokens-{eval_cfg.batch_tokens}"
+    return f"rows-{eval_cfg.batch_size}"
+
+
 def _result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str, str]) -> dict[str, Any]:
     """What a dataset's result and predictions files depend on; `top_k_predictions` shapes the
     predictions file and `ties` the ranks, so changing either re-scores (from the cache)."""
     return {
         "model_fingerprint": fingerprint,
+        "batches": batch_layout(eval_cfg),
         "max_queries": eval_cfg.max_queries,
         "top_k_predictions": eval_cfg.top_k_predictions,
         "ties": eval_cfg.ties,
@@ -169,24 +182,31 @@ def _evaluate_dataset(
     fingerprint: str,
     state: ProcessState,
     stats: EvalStats,
-) -> tuple[dict[str, Any], list[QueryScores]]:
+) -> tuple[dict[str, Any], list[QueryScores], dict[str, Any]]:
     dd = dedup_examples(ds.examples)
-    plans = {
-        side: plan_encoding(
+    plans = {}
+    for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where)):
+        source = ItemSource(ds.name, where)
+        counts = None
+        if eval_cfg.batch_tokens is not None:
+            max_length = getattr(getattr(model, "cfg", None), "max_length", None)
+            counts = item_token_counts(model.processor, items, ds.image_root, max_length, source.describe)
+        plans[side] = plan_encoding(
             items,
             eval_cfg.batch_size,
-            RepCache.for_dataset(cache_dir, fingerprint, ds.name, side),
+            RepCache.for_dataset(cache_dir, fingerprint, ds.name, side, batch_layout(eval_cfg)),
             image_stamps=ds.image_stamps,
-            source=ItemSource(ds.name, where),
+            source=source,
+            batch_tokens=eval_cfg.batch_tokens,
+            token_counts=counts,
         )
-        for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where))
-    }
     todo = sum(p.num_todo_items for p in plans.values())
     stats.items_encoded += todo
     stats.items_from_cache += dd.num_items - todo
     stats.distinct_items += dd.num_items
     stats.naive_slots += dd.naive_slots
     start = time.perf_counter()
+    figures: dict[str, dict[str, Any]] = {side: {} for side in plans}
     with tqdm(total=todo, desc=f"encode {ds.name}", unit="item", disable=not state.is_main_process) as bar:
         reps = {
             side: run_plan(
@@ -197,10 +217,13 @@ def _evaluate_dataset(
                 chunk_items=eval_cfg.cache_chunk_items,
                 num_workers=eval_cfg.num_workers,
                 bar=bar,
+                throughput=figures[side],
             )
             for side, plan in plans.items()
         }
     stats.encode_seconds += time.perf_counter() - start
+    throughput = combine_throughput(_gather([list(figures.values())], state))
+    throughput["batches"] = batch_layout(eval_cfg)
     if eval_cfg.dim is not None:  # the cache holds full-size reps; a Matryoshka dim is cut here
         reps = {
             side: truncate_reps(r, eval_cfg.dim, "eval.dim") if r.numel() else r for side, r in reps.items()
@@ -216,7 +239,45 @@ def _evaluate_dataset(
         "naive_slots": dd.naive_slots,
         "ties": eval_cfg.ties,
     }
-    return record, scored
+    return record, scored, throughput
+
+
+def combine_throughput(per_process: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """One dataset's figures from each process's `run_plan` figures (one dict per side, empty where
+    nothing was encoded): items summed, seconds of the slowest process (they run side by side),
+    input wait as a share of all processes' time, GPU utilisation averaged over the processes."""
+    items = seconds = 0.0
+    wait, util, wall = 0.0, [], 0.0
+    for sides in per_process:
+        own = 0.0
+        for f in sides:
+            if not f:
+                continue
+            items += f["items"]
+            own += f["seconds"]
+            wait += f["input_wait"] * f["seconds"]
+            if f.get("gpu_util_pct") is not None:
+                util.append(f["gpu_util_pct"])
+        seconds += own
+        wall = max(wall, own)
+    return {
+        "items": int(items),
+        "seconds": wall,
+        "items_per_s": items / wall if wall else None,
+        "input_wait": wait / seconds if seconds else None,
+        "gpu_util_pct": sum(util) / len(util) if util else None,
+        "processes": len(per_process),
+    }
+
+
+def describe_throughput(t: dict[str, Any]) -> str:
+    """'123.4 items/s, 12% waiting for input, GPU 80% busy' (the parts that were measured)."""
+    if not t.get("items_per_s"):
+        return "nothing encoded"
+    parts = [f"{t['items_per_s']:.1f} items/s", f"{100 * t['input_wait']:.0f}% waiting for input"]
+    if t.get("gpu_util_pct") is not None:
+        parts.append(f"GPU {t['gpu_util_pct']:.0f}% busy")
+    return ", ".join(parts)
 
 
 def select_present(eval_cfg: EvalConfig) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -293,11 +354,21 @@ def evaluate_model(
             records[name] = finished["metrics"]
             stats.datasets_reused.append(name)
             continue
-        record, scored = _evaluate_dataset(model, ds, eval_cfg, cache_dir, fingerprint, state, stats)
+        record, scored, throughput = _evaluate_dataset(
+            model, ds, eval_cfg, cache_dir, fingerprint, state, stats
+        )
+        stats.throughput[name] = throughput
         if state.is_main_process:
             atomic_write_text(out / "predictions" / f"{name}.jsonl", _predictions_jsonl(ds, scored))
+            # apart from the results: timings differ between runs, results must not
+            atomic_write_json(out / "throughput" / f"{name}.json", {"dataset": name, **throughput})
             atomic_write_json(result_path, {"dataset": name, "settings": settings, "metrics": record})
-            logger.info("%s: %s", name, ", ".join(f"{m}={record[m]:.2f}" for m in METRICS))
+            logger.info(
+                "%s: %s (%s)",
+                name,
+                ", ".join(f"{m}={record[m]:.2f}" for m in METRICS),
+                describe_throughput(throughput),
+            )
         records[name] = record
         stats.datasets_evaluated.append(name)
         _barrier(state)
