@@ -67,6 +67,12 @@ class LlavaNextEmbedProcessor:
         image = to_rgb(image)
         return image.resize(self.resize) if self.resize is not None else image
 
+    def num_image_tokens(self, image: Image.Image) -> int:
+        """Positions image `image` takes in the prompt (anyres tiles after the configured resize), from
+        its size alone: what `eval.batch_tokens` sizes batches by."""
+        w, h = self.resize or image.size
+        return int(self.hf._get_num_multimodal_tokens(image_sizes=[[h, w]]).num_image_tokens[0])
+
     def _row_ids(self, text: str, n_tokens: list[int], max_text: int | None) -> list[int]:
         ids = self.tokenizer(MMEB_IMAGE_PLACEHOLDER.sub(self.image_token, text))["input_ids"]
         out, k, budget = [], 0, max_text

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..checkpoints import check_loading_info, without_adapter_files
@@ -71,6 +72,13 @@ class QwenVLProcessor:
         self.vision_end_id = vocab["<|vision_end|>"]
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
+
+    def num_image_tokens(self, image: Image.Image) -> int:
+        """Positions image `image` takes in the prompt (its merged patches; plus vision start / end in
+        the native format), from its size alone: what `eval.batch_tokens` sizes batches by."""
+        w, h = image.size
+        n = int(self.image_processor.get_number_of_image_patches(h, w)) // self.merge_size**2
+        return n + 2 if self.prompt_format == "native" else n
 
     def _row_ids(
         self, text: str, n_tokens_per_image: list[int], max_text: int | None

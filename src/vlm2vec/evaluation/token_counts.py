@@ -7,9 +7,8 @@ image is decoded:
 - text: the processor itself on the text with its image placeholders removed (tokenisation only,
   batched, no image work), so BOS, chat templates and `max_length` truncation count as they will;
 - image: the processor's own count from the image size, read from the file header (`Image.open` is
-  lazy: no pixel is decoded): `num_image_tokens(image)` where the processor has one (Phi-3.5-V), else
-  transformers' own size formulas (Qwen-VL `get_number_of_image_patches` / merge², LLaVA-NeXT
-  `_get_num_multimodal_tokens`), once per distinct size.
+  lazy: no pixel is decoded): every backbone processor has `num_image_tokens(image)` (Phi-3.5-V's HD
+  crops, Qwen-VL's merged patches, LLaVA-NeXT's anyres tiles), called once per distinct size.
 
 The estimate decides the batch layout only, never a rep: it may be off by the odd token where a text
 is tokenised around a placeholder. It is a pure function of the items, their image files and the
@@ -34,29 +33,12 @@ TEXT_BATCH = 256
 
 
 def image_token_counter(processor: Any) -> Callable[[tuple[int, int]], int] | None:
-    """(width, height) -> the tokens an image of that size takes under `processor`; None if unknown."""
+    """(width, height) -> the tokens an image of that size takes under `processor` (its own
+    `num_image_tokens(image)`, which reads only the size); None if the processor cannot say."""
     own = getattr(processor, "num_image_tokens", None)
-    if callable(own):  # Phi-3.5-V (and any processor that counts its own image tokens)
-        return lambda size: int(own(Image.new("1", size)))
-    hf = getattr(processor, "hf", None)
-    if hf is not None and hasattr(hf, "_get_num_multimodal_tokens"):  # LLaVA-NeXT (resizes first)
-        resize = getattr(processor, "resize", None)
-
-        def llava(size: tuple[int, int]) -> int:
-            w, h = resize or size
-            return int(hf._get_num_multimodal_tokens(image_sizes=[[h, w]]).num_image_tokens[0])
-
-        return llava
-    images = getattr(processor, "image_processor", None)
-    if images is not None and hasattr(images, "get_number_of_image_patches"):  # Qwen-VL
-        merge = int(getattr(images, "merge_size", 2)) ** 2
-        extra = 2 if getattr(processor, "prompt_format", None) == "native" else 0  # vision start / end
-
-        def qwen(size: tuple[int, int]) -> int:
-            return int(images.get_number_of_image_patches(size[1], size[0])) // merge + extra
-
-        return qwen
-    return None
+    if not callable(own):
+        return None
+    return lambda size: int(own(Image.new("1", size)))
 
 
 def image_size(root: Path, rel: str) -> tuple[int, int]:
