@@ -83,6 +83,23 @@ def torch_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad: int, padding_side: str = "right", dtype: torch.dtype = torch.long
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as one [B, T] tensor padded with `pad` on `padding_side`, and its attention mask
+    (the batch layout every processor returns)."""
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad, dtype=dtype)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(0, len(row)) if padding_side == "right" else slice(width - len(row), width)
+        out[i, span] = torch.tensor(row, dtype=dtype)
+        mask[i, span] = 1
+    return out, mask
+
+
 def padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """1-D positions 0..n-1 over the real tokens of each row, whatever the padding side."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -35,6 +35,7 @@ from .base import (
     check_placeholders,
     embed_with_images,
     normalize_batch,
+    pad_rows,
     padded_positions,
     to_rgb,
     torch_dtype,
@@ -111,13 +112,7 @@ class LlavaNextEmbedProcessor:
             start += len(imgs)
             if not rows[-1]:
                 raise ValueError(f"row {r}: empty prompt (no text and no image)")
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, ids in enumerate(rows):
-            sl = slice(0, len(ids)) if padding_side == "right" else slice(width - len(ids), width)
-            input_ids[i, sl] = torch.tensor(ids)
-            mask[i, sl] = 1
+        input_ids, mask = pad_rows(rows, self.pad_token_id, padding_side)
         out.update(
             input_ids=input_ids,
             attention_mask=mask,

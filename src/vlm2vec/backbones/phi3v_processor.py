@@ -29,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .base import MMEB_IMAGE_PLACEHOLDER, ImagesInput, TextInput, check_placeholders, normalize_batch, to_rgb
+from .base import (
+    MMEB_IMAGE_PLACEHOLDER,
+    ImagesInput,
+    TextInput,
+    check_placeholders,
+    normalize_batch,
+    pad_rows,
+    to_rgb,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -218,15 +226,7 @@ class Phi3VProcessor:
         return batch
 
     def _pad(self, rows: list[list[int]], padding_side: str) -> dict[str, torch.Tensor]:
-        if padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-        length = max(len(r) for r in rows)
-        ids = torch.full((len(rows), length), int(self.tokenizer.pad_token_id), dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for b, r in enumerate(rows):
-            span = slice(0, len(r)) if padding_side == "right" else slice(length - len(r), length)
-            ids[b, span] = torch.tensor(r, dtype=torch.long)
-            mask[b, span] = 1
+        ids, mask = pad_rows(rows, int(self.tokenizer.pad_token_id), padding_side)
         return {"input_ids": ids, "attention_mask": mask}
 
     # ------------------------------------------------------------------------------------------- files

@@ -34,6 +34,7 @@ from .base import (
     check_placeholders,
     embed_with_images,
     normalize_batch,
+    pad_rows,
     padded_positions,
     to_rgb,
     torch_dtype,
@@ -135,15 +136,8 @@ class QwenVLProcessor:
                 raise ValueError(f"row {r}: empty prompt (no text and no image)")
             rows.append(ids)
             row_types.append(types)
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        mm_types = torch.zeros((len(rows), width), dtype=torch.int)
-        for i, (ids, types) in enumerate(zip(rows, row_types)):
-            sl = slice(0, len(ids)) if padding_side == "right" else slice(width - len(ids), width)
-            input_ids[i, sl] = torch.tensor(ids)
-            mask[i, sl] = 1
-            mm_types[i, sl] = torch.tensor(types, dtype=torch.int)
+        input_ids, mask = pad_rows(rows, self.pad_token_id, padding_side)
+        mm_types, _ = pad_rows(row_types, 0, padding_side, dtype=torch.int)
         out.update(
             input_ids=input_ids,
             attention_mask=mask,
