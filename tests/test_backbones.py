@@ -165,3 +165,29 @@ def test_text_only_chunks_run_the_vision_path_with_an_exact_zero_in_the_same_gra
     model.eval()
     with torch.no_grad():
         assert torch.equal(model.encode(text_only), train_reps)  # the dummy adds an exact zero
+
+
+def test_a_weight_file_key_that_lands_on_no_parameter_is_an_error_naming_it(tiny, tmp_path):
+    """Loud loading: one tensor renamed in the model file (so one parameter gets no weights and one
+    tensor has no home) makes opening the folder fail with both keys named."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from vlm2vec.errors import ModelLoadError
+
+    name, folder = tiny
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    file, key = next(
+        (f, k)
+        for f in sorted(broken.glob("*.safetensors"))
+        for k in sorted(load_file(str(f)))
+        if "down_proj" in k
+    )
+    tensors = load_file(str(file))
+    tensors[key.replace("down_proj", "down_projection")] = tensors.pop(key)
+    save_file(tensors, str(file), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="down_projection") as info:
+        EmbeddingModel.from_config(tiny_model_config(name, broken))
+    assert "down_proj" in str(info.value).replace("down_projection", "")

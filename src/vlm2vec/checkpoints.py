@@ -124,6 +124,24 @@ def check_loading_info(info: dict[str, Any], path: str | os.PathLike, ignore: Ca
         raise ModelLoadError(f"{path}: weights do not match the model; " + "; ".join(problems))
 
 
+def from_pretrained_strict(model_class: Any, path: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """transformers' own `from_pretrained` of a full-weights folder (safetensors or ``pytorch_model-*.bin``
+    shards, read with ``weights_only``; old 4.4x key names renamed by its registered rules), with an
+    adapter beside the weights hidden (see `without_adapter_files`) and any key that does not match the
+    model an error naming it (transformers itself only warns)."""
+    import pickle
+
+    with without_adapter_files(path) as weights:
+        try:
+            model, info = model_class.from_pretrained(
+                str(weights), weights_only=True, output_loading_info=True, **kwargs
+            )
+        except pickle.UnpicklingError as exc:
+            raise ModelLoadError(f"{path}: a .bin file holds more than tensors ({exc})") from exc
+    check_loading_info(info, path, ignore=lambda key: False)
+    return model
+
+
 # ----------------------------------------------------------------------------------- key renaming
 
 
@@ -223,6 +241,7 @@ __all__ = [
     "adapter_base",
     "adapter_file",
     "check_loading_info",
+    "from_pretrained_strict",
     "has_adapter",
     "has_full_weights",
     "key_renamer",

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..checkpoints import from_pretrained_strict
 from ..config import ConfigError, ModelConfig
 from . import register_backbone
 from .base import (
@@ -151,10 +152,13 @@ class LlavaNextBackbone(Backbone):
     def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:
         from transformers import LlavaNextForConditionalGeneration
 
-        model = LlavaNextForConditionalGeneration.from_pretrained(
-            path, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+        model = from_pretrained_strict(  # a key that lands on no parameter is an error, not a warning
+            LlavaNextForConditionalGeneration,
+            path,
+            dtype=torch_dtype(cfg.dtype),
+            attn_implementation=cfg.attn_implementation,
         )
-        return self._finish(model, cfg)
+        return self._finish(model, cfg).eval()
 
     def model_from_config(self, hf_config: Any, cfg: ModelConfig) -> torch.nn.Module:
         from transformers import LlavaNextForConditionalGeneration

@@ -14,7 +14,6 @@ same hidden states and no state is carried between calls (the HF model caches ``
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,9 +21,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
-from ..checkpoints import check_loading_info, without_adapter_files
+from ..checkpoints import from_pretrained_strict
 from ..config import ModelConfig
-from ..errors import ModelLoadError
 from . import register_backbone
 from .base import (
     MMEB_IMAGE_PLACEHOLDER,
@@ -179,18 +177,12 @@ class _QwenVLBase(Backbone):
         ``weights_only``, old 4.4x key names renamed by its registered rules); an adapter beside the
         weights is ignored here (see `EmbeddingModel.from_pretrained`), and any key that does not match
         is an error naming it."""
-        with without_adapter_files(path) as weights:
-            try:
-                model, info = self._model_class().from_pretrained(
-                    str(weights),
-                    dtype=torch_dtype(cfg.dtype),
-                    attn_implementation=cfg.attn_implementation,
-                    weights_only=True,  # .bin shards: tensors only, no code runs
-                    output_loading_info=True,
-                )
-            except pickle.UnpicklingError as exc:
-                raise ModelLoadError(f"{path}: a .bin file holds more than tensors ({exc})") from exc
-        check_loading_info(info, path, ignore=lambda key: False)
+        model = from_pretrained_strict(
+            self._model_class(),
+            path,
+            dtype=torch_dtype(cfg.dtype),
+            attn_implementation=cfg.attn_implementation,
+        )
         return self._finish(model, cfg).eval()
 
     def model_from_config(self, hf_config: Any, cfg: ModelConfig) -> torch.nn.Module:
