@@ -340,6 +340,12 @@ def test_entry_points_parse_the_one_config_and_name_bad_keys(tmp_path, capsys):
         (mine.main, [f"--mine.corpus_dir={tmp_path}"], "mine.scope=source needs the training targets"),
         (mine.main, ["--mine.topk=3"], "unknown config key 'mine.topk'"),
         (
+            mine.main,
+            ["--mine.rank_start=3"],
+            "mine.rank_start is read only with mine.strategy=range, not top",
+        ),
+        (mine.main, ["--mine.seed=3"], "mine.seed is read only with mine.strategy=sample, not top"),
+        (
             embed.main,
             ["--embed.source=images", f"--embed.path={tmp_path / 'nope'}"],
             f"image folder not found: {tmp_path / 'nope'}",
