@@ -111,12 +111,29 @@ def test_yaml_errors_name_file_and_line(tmp_path):
         "--eval.batch_size=0",
         "--data.num_workers=-1",
         "--model.temperature=0",
+        "--train.qry_chunk_tokens=0",
+        "--train.tgt_chunk_tokens=-8",
+        "--train.hardness_alpha=.inf",
+        "--eval.dim=0",
+        "--embed.batch_size=0",
+        "--embed.shard_rows=0",
     ],
 )
 def test_every_numeric_setting_is_validated_when_parsed(flag):
     key = flag[2:].split("=")[0]
     with pytest.raises(ConfigError, match=rf"^command-line flag {flag}: {key} must be"):
         load_config(None, [flag])
+
+
+def test_matryoshka_sizes_and_fixed_choices_are_validated_when_parsed():
+    with pytest.raises(ConfigError, match=r"train\.matryoshka_dims\[1\] must be >= 1, got 0"):
+        load_config(None, ["--train.matryoshka_dims=[8, 0]"])
+    with pytest.raises(ConfigError, match=r"train\.matryoshka_dims repeats a size"):
+        load_config(None, ["--train.matryoshka_dims=[8, 8]"])
+    for flag in ("--model.prompt_format=qwen3_embedding", "--model.image_resolution=mid"):
+        key = flag[2:].split("=")[0]
+        with pytest.raises(ConfigError, match=rf"^command-line flag {flag}: {key} must be one of"):
+            load_config(None, [flag])
 
 
 def test_null_is_allowed_where_documented():
@@ -249,3 +266,13 @@ def test_image_paths_must_stay_under_their_root(tmp_path):
     allowed = read_pairs(cfg, outside_root=True)
     assert allowed.record(1).pos.images == (str(tmp_path / "../outside.png"),)
     assert allowed.record(2).pos.images == (str(tmp_path / "abs.png"),)
+
+
+def test_a_prompt_format_the_backbone_lacks_is_one_line(tiny_qwen_dir, tmp_path, capsys):
+    # qwen3_vl_embedding is a valid model.prompt_format, but not for a Qwen2-VL folder
+    flags = [f"--model.path={tiny_qwen_dir}", "--model.prompt_format=qwen3_vl_embedding"]
+    assert cli.main(["eval", *flags, f"--eval.output_dir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]  # after transformers' weight-loading bar
+    assert last.startswith("error: model.prompt_format must be 'vlm2vec' or 'native' for Qwen2-VL"), last

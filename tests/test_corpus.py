@@ -340,11 +340,27 @@ def test_entry_points_parse_the_one_config_and_name_bad_keys(tmp_path, capsys):
         (mine.main, [f"--mine.corpus_dir={tmp_path}"], "mine.scope=source needs the training targets"),
         (mine.main, ["--mine.topk=3"], "unknown config key 'mine.topk'"),
         (
+            mine.main,
+            ["--mine.rank_start=3"],
+            "mine.rank_start is read only with mine.strategy=range, not top",
+        ),
+        (mine.main, ["--mine.seed=3"], "mine.seed is read only with mine.strategy=sample, not top"),
+        (
             embed.main,
             ["--embed.source=images", f"--embed.path={tmp_path / 'nope'}"],
             f"image folder not found: {tmp_path / 'nope'}",
         ),
         (embed.main, ["--embed.source=video"], "embed.source: 'video'"),
+        (  # settings the chosen source would ignore
+            embed.main,
+            ["--embed.source=texts", f"--embed.path={tmp_path}", "--embed.side=qry"],
+            "embed.side is read only with embed.source=train, not texts",
+        ),
+        (
+            embed.main,
+            ["--embed.image_text=<|image_1|> x"],
+            "embed.image_text is read only with embed.source=images",
+        ),
     ]
     for main, argv, message in cases:
         assert main(argv) == 2, argv  # an expected error: exit status 2, one line on stderr

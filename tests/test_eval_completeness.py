@@ -164,7 +164,10 @@ def test_fingerprint_holds_what_changes_embeddings_only():
     assert model_fingerprint(model) == base  # training-only keys
     model.cfg = ModelConfig(path="/elsewhere", max_length=64)
     assert model_fingerprint(model) == base  # location
-    for changed in (dict(max_length=32), dict(num_crops=16), dict(normalize=False), dict(max_pixels=1000)):
+    changes = [dict(max_length=32), dict(max_length=None), dict(num_crops=16), dict(normalize=False)]
+    changes += [dict(max_pixels=1000), dict(prompt_format="native"), dict(system_instruction="Find it")]
+    changes += [dict(image_resolution="low"), dict(backbone="qwen3_vl")]
+    for changed in changes:
         model.cfg = ModelConfig(**{"max_length": 64, **changed})
         assert model_fingerprint(model) != base, changed
 

@@ -243,3 +243,21 @@ def test_text_only_and_image_batches_make_gradients_ready_in_the_same_order(
     assert sorted(with_image) == sorted(trainable) and any(".visual." in n for n in trainable)
     assert order(["a red circle", "blue"]) == with_image
     assert order(["<|image_1|> x <|image_2|>"], [[tiny_images[1], tiny_images[2]]]) == with_image
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"image_resolution": "low"}, r"model.image_resolution='low': the qwen2_vl backbone does not read"),
+        ({"system_instruction": "Find it"}, r"model.system_instruction='Find it': the qwen2_vl backbone"),
+    ],
+)
+def test_a_setting_the_backbone_would_ignore_is_an_error(tiny_qwen_dir, tmp_path, setting, message):
+    from vlm2vec.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        EmbeddingModel.from_config(tiny_model_config("qwen2_vl", tiny_qwen_dir, **setting))
+    if "system_instruction" in setting:  # Qwen3-VL reads it, but only in the qwen3_vl_embedding format
+        qwen3 = make_tiny_checkpoint("qwen3_vl", tmp_path / "qwen3")
+        with pytest.raises(ConfigError, match=r"system_instruction is used only with model.prompt_format"):
+            EmbeddingModel.from_config(tiny_model_config("qwen3_vl", qwen3, **setting))

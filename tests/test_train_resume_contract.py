@@ -102,6 +102,11 @@ def _copy(half_run, tmp_path: Path, **train_kw) -> tuple[Path, Config]:
         ({"train": {"qry_chunk_size": 1}}, "train.qry_chunk_size"),
         ({"model": {"temperature": 0.05}}, "model.temperature"),
         ({"data": {"subset_weights": {"ImageNet_1K": 2.0}}}, "data.subset_weights"),
+        # keys added after the contract: every model/data/train key defines the run unless listed
+        ({"train": {"qry_chunk_tokens": 64}}, "train.qry_chunk_tokens"),
+        ({"train": {"hardness_alpha": 9.0}}, "train.hardness_alpha"),
+        ({"train": {"matryoshka_dims": [8]}}, "train.matryoshka_dims"),
+        ({"model": {"max_length": 16}}, "model.max_length"),
     ],
 )
 def test_each_changed_run_setting_is_a_resume_error(half_run, tmp_path, change, key):

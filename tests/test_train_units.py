@@ -69,6 +69,12 @@ def test_deepspeed_autos_are_filled_from_the_train_config():
         ({"bf16": {"enabled": False}}, "bf16.enabled=False but train.mixed_precision='bf16'"),
         ({"train_micro_batch_size_per_gpu": 3}, "train_micro_batch_size_per_gpu=3"),
         ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps must be 1"),
+        ({"gradient_clipping": 2.0}, r"gradient_clipping=2.0 but train.max_grad_norm=1.0"),
+        ({"optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}}, r"optimizer.params.lr=0.001 but train.lr"),
+        (
+            {"optimizer": {"type": "AdamW", "params": {"betas": [0.9, 0.95]}}},
+            r"optimizer.params.betas=\[0.9, 0.95\] but train.adam_beta1/adam_beta2",
+        ),
     ],
 )
 def test_deepspeed_config_conflicts_are_refused(change, message):

@@ -435,6 +435,9 @@ NUMERIC_RULES: dict[str, tuple[Any, str]] = {
     "train.per_device_batch_size": _AT_LEAST_1,
     "train.qry_chunk_size": _AT_LEAST_1,
     "train.tgt_chunk_size": _AT_LEAST_1,
+    "train.qry_chunk_tokens": _AT_LEAST_1,
+    "train.tgt_chunk_tokens": _AT_LEAST_1,
+    "train.hardness_alpha": (lambda v: True, "must be finite"),
     "train.max_steps": _AT_LEAST_1,
     "train.lr": _POSITIVE,
     "train.weight_decay": _AT_LEAST_0,
@@ -453,11 +456,18 @@ NUMERIC_RULES: dict[str, tuple[Any, str]] = {
     "eval.top_k_predictions": _AT_LEAST_1,
     "eval.num_workers": _AT_LEAST_0,
     "eval.cache_chunk_items": _AT_LEAST_1,
+    "eval.dim": _AT_LEAST_1,
+    "embed.batch_size": _AT_LEAST_1,
+    "embed.chunk_items": _AT_LEAST_1,
+    "embed.shard_rows": _AT_LEAST_1,
+    "embed.num_workers": _AT_LEAST_0,
 }
 
 #: settings with a fixed set of values
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.prompt_format": ("vlm2vec", "native", "qwen3_vl_embedding"),
+    "model.image_resolution": ("high", "low", "native"),
     "data.split": ("original", "diverse_instruction"),
     "train.scheduler": ("linear", "cosine", "constant"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
@@ -490,6 +500,11 @@ def validate_config(cfg: Config) -> Config:
         _check_number(f"data.subset_weights.{name}", weight, _AT_LEAST_0)
     for i, pair in enumerate(cfg.data.pairs):
         _check_number(f"data.pairs[{i}].weight", pair.weight, _AT_LEAST_0)
+    dims = cfg.train.matryoshka_dims
+    for i, dim in enumerate(dims):
+        _check_number(f"train.matryoshka_dims[{i}]", dim, _AT_LEAST_1)
+    if len(set(dims)) != len(dims):
+        raise ConfigError(f"train.matryoshka_dims repeats a size: {dims}", key="train.matryoshka_dims")
     return cfg
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Backbone, detect_backbone, get_backbone
-from .backbones.base import ImagesInput, TextInput, normalize_batch
+from .backbones.base import ImagesInput, TextInput, check_backbone_settings, normalize_batch
 from .checkpoints import adapter_base, has_adapter, has_full_weights, load_adapter
 from .config import ModelConfig, from_dict
 from .errors import ModelLoadError, ModelNotFoundError
@@ -109,6 +109,7 @@ class EmbeddingModel(nn.Module):
         if name != cfg.backbone:
             cfg = replace(cfg, backbone=name)
         backbone = get_backbone(name)
+        check_backbone_settings(backbone, cfg)
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
         if ckpt is not None and not ckpt.is_dir():
             raise ModelNotFoundError(f"model.checkpoint {cfg.checkpoint!r} is not a folder")

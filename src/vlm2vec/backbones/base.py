@@ -166,6 +166,33 @@ def embed_with_images(
     return place(embeds, features.to(embeds.dtype))
 
 
+#: ModelConfig fields that only some backbones read (`Backbone.settings`); changed from their default for
+#: a backbone that does not read them they would be ignored, so `check_backbone_settings` refuses that
+BACKBONE_SETTINGS = ("prompt_format", "system_instruction", "image_resolution")
+
+
+def check_backbone_settings(backbone: Backbone, cfg: ModelConfig) -> None:
+    """`ConfigError` for a backbone-specific setting that `backbone` would ignore (an input we cannot
+    honour is an error, not a silent default)."""
+    from ..config import ConfigError, ModelConfig
+
+    default = ModelConfig()
+    for key in BACKBONE_SETTINGS:
+        value = getattr(cfg, key)
+        if value != getattr(default, key) and key not in backbone.settings:
+            raise ConfigError(
+                f"model.{key}={value!r}: the {backbone.name} backbone does not read this setting "
+                f"(it would be ignored); leave it at its default {getattr(default, key)!r}",
+                key=f"model.{key}",
+            )
+    if cfg.system_instruction != default.system_instruction and cfg.prompt_format != "qwen3_vl_embedding":
+        raise ConfigError(
+            f"model.system_instruction is used only with model.prompt_format=qwen3_vl_embedding "
+            f"(now {cfg.prompt_format!r}), where it is the system message; it would be ignored",
+            key="model.system_instruction",
+        )
+
+
 class Backbone(ABC):
     """A model family. Instances are stateless helpers; the weights live in the nn.Module they build.
 
@@ -187,6 +214,8 @@ class Backbone(ABC):
     per_image_keys: ClassVar[tuple[str, ...]] = ()
     #: [B, T] batch keys trimmed to a chunk's own width when a batch is split
     token_keys: ClassVar[tuple[str, ...]] = TOKEN_KEYS
+    #: of `BACKBONE_SETTINGS`, the ModelConfig fields this backbone reads (set on another: an error)
+    settings: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:

@@ -22,7 +22,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..checkpoints import from_pretrained_strict
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from . import register_backbone
 from .base import (
     MMEB_IMAGE_PLACEHOLDER,
@@ -56,7 +56,15 @@ class QwenVLProcessor:
         max_length: int | None = None,
     ):
         if prompt_format not in ("vlm2vec", "native"):
-            raise ValueError(f"model.prompt_format must be 'vlm2vec' or 'native', got {prompt_format!r}")
+            raise ConfigError(
+                f"model.prompt_format must be 'vlm2vec' or 'native' for Qwen2-VL, got {prompt_format!r}"
+                + (
+                    " (a Qwen3-VL format: model.backbone=qwen3_vl)"
+                    if prompt_format == "qwen3_vl_embedding"
+                    else ""
+                ),
+                key="model.prompt_format",
+            )
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.prompt_format = prompt_format
@@ -152,6 +160,7 @@ class QwenVLProcessor:
 class _QwenVLBase(Backbone):
     lora_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     vision_lora_targets = ["qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj"]
+    settings = frozenset({"prompt_format"})
     language_model_pattern = r"language_model\."
     vision_pattern = r"visual\.blocks\."
     model_class_name: str = ""

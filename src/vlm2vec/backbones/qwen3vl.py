@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from . import register_backbone
 from .base import embed_with_images, unwrap_peft
 from .qwen2vl import QwenVLProcessor, _QwenVLBase, scatter_at_image_pads, vision_args
@@ -61,8 +61,9 @@ class Qwen3VLProcessor(QwenVLProcessor):
         instruction: str = DEFAULT_INSTRUCTION,
     ):
         if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(
-                f"model.prompt_format must be one of {PROMPT_FORMATS} for qwen3_vl, got {prompt_format!r}"
+            raise ConfigError(
+                f"model.prompt_format must be one of {PROMPT_FORMATS} for qwen3_vl, got {prompt_format!r}",
+                key="model.prompt_format",
             )
         self.chat = prompt_format == "qwen3_vl_embedding"
         super().__init__(tokenizer, image_processor, "native" if self.chat else prompt_format, max_length)
@@ -104,6 +105,7 @@ class Qwen3VLBackbone(_QwenVLBase):
     name = "qwen3_vl"
     model_class_name = "Qwen3VLForConditionalGeneration"
     vision_lora_targets = ["qkv", "proj", "linear_fc1", "linear_fc2"]
+    settings = frozenset({"prompt_format", "system_instruction"})
 
     def folder_defaults(self, path: str) -> dict[str, Any]:
         """A Qwen3-VL-Embedding folder embeds in its own format unless the caller says otherwise."""

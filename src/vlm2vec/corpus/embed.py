@@ -108,6 +108,13 @@ def build_corpus(cfg: Config) -> Corpus:
     e = cfg.embed
     if e.source not in SOURCES:
         raise ConfigError(f"embed.source: {e.source!r} is not one of {', '.join(SOURCES)}")
+    default = EmbedConfig()
+    for key, used_by in (("side", "train"), ("label_column", "train"), ("image_text", "images")):
+        if getattr(e, key) != getattr(default, key) and e.source != used_by:
+            raise ConfigError(  # it would be ignored
+                f"embed.{key} is read only with embed.source={used_by}, not {e.source}; remove it",
+                key=f"embed.{key}",
+            )
     if e.source == "train":
         _, corpora, _ = read_train_corpora(cfg.data, (e.side,), label_column=e.label_column)
         return corpora[e.side]

@@ -47,6 +47,13 @@ def check_config(m: MineConfig) -> None:
         raise ConfigError(f"mine.strategy: {m.strategy!r} is not one of {', '.join(STRATEGIES)}")
     if m.scope not in SCOPES:
         raise ConfigError(f"mine.scope: {m.scope!r} is not one of {', '.join(SCOPES)}")
+    default = MineConfig()
+    for key, used_by in (("rank_start", "range"), ("rank_end", "range"), ("seed", "sample")):
+        if getattr(m, key) != getattr(default, key) and m.strategy != used_by:
+            raise ConfigError(  # it would be ignored
+                f"mine.{key} is read only with mine.strategy={used_by}, not {m.strategy}; remove it",
+                key=f"mine.{key}",
+            )
     if m.num_negatives < 1:
         raise ConfigError(f"mine.num_negatives must be >= 1, got {m.num_negatives}")
     if m.top_k < m.num_negatives:

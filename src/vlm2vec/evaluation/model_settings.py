@@ -49,14 +49,23 @@ class ResolvedModel:
     saved_from: str | None = None  # the vlm2vec.json whose settings were used
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {"saved", "used"}
     ignored: list[str] = field(default_factory=list)  # explicit training-only keys
+    #: settings a base folder implies (`Backbone.folder_defaults`, e.g. a Qwen3-VL-Embedding release's
+    #: prompt format), applied where not set explicitly
+    folder_defaults: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
-        return {"saved_from": self.saved_from, "overrides": self.overrides, "ignored": self.ignored}
+        return {
+            "saved_from": self.saved_from,
+            "overrides": self.overrides,
+            "ignored": self.ignored,
+            "folder_defaults": self.folder_defaults,
+        }
 
     def describe(self) -> str:
         """One line for the log: where the settings come from and each override."""
         where = f"settings saved in {self.saved_from}" if self.saved_from else "settings as requested"
         parts = [f"model: {where}"]
+        parts += [f"{k}: {v!r} (implied by the folder)" for k, v in self.folder_defaults.items()]
         parts += [f"{k}: {v['saved']!r} -> {v['used']!r} (override)" for k, v in self.overrides.items()]
         if self.ignored:
             parts.append(f"ignored at evaluation (training-only): {', '.join(self.ignored)}")
@@ -134,6 +143,28 @@ def resolve_model_config(requested: ModelConfig, explicit: set[str]) -> Resolved
     run = dataclasses.replace(run, lora=False)
     ignored = sorted(k for k in explicit & TRAINING_ONLY_KEYS if k != "lora" or requested.lora)
     return ResolvedModel(run, saved_from, overrides, ignored)
+
+
+def apply_folder_defaults(resolved: ResolvedModel, explicit: set[str]) -> ResolvedModel:
+    """A base model folder without saved settings may imply some (`Backbone.folder_defaults`: a
+    Qwen3-VL-Embedding release embeds in its own prompt format); apply those not set explicitly, as
+    `EmbeddingModel.from_pretrained` does, so evaluate.py embeds such a folder as from_pretrained does.
+
+    Imports the backbone registry (torch) only when there is a base folder to look at.
+    """
+    cfg = resolved.cfg
+    if resolved.saved_from is not None or cfg.checkpoint or not cfg.path:
+        return resolved
+    if not (Path(cfg.path) / "config.json").is_file():
+        return resolved  # loading names what is wrong with the folder
+    from ..backbones import detect_backbone, get_backbone
+
+    bare = _bare(explicit)
+    defaults = get_backbone(cfg.backbone or detect_backbone(cfg.path)).folder_defaults(cfg.path)
+    implied = {k: v for k, v in defaults.items() if k not in bare and getattr(cfg, k) != v}
+    if not implied:
+        return resolved
+    return dataclasses.replace(resolved, cfg=dataclasses.replace(cfg, **implied), folder_defaults=implied)
 
 
 def default_explicit_keys(requested: ModelConfig) -> set[str]:

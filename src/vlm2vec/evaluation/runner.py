@@ -51,7 +51,12 @@ from .mmeb_eval import (
     find_datasets,
     load_eval_dataset,
 )
-from .model_settings import ResolvedModel, default_explicit_keys, resolve_model_config
+from .model_settings import (
+    ResolvedModel,
+    apply_folder_defaults,
+    default_explicit_keys,
+    resolve_model_config,
+)
 from .registry import MMEB_DATASETS, dataset_info, select_datasets
 from .reports import build_summary, partial_note, write_reports
 from .token_counts import item_token_counts
@@ -397,7 +402,7 @@ def load_model_for_eval(model_cfg: Any, explicit: set[str] | None = None) -> tup
     from ..model import EmbeddingModel
 
     keys = default_explicit_keys(model_cfg) if explicit is None else explicit
-    resolved = resolve_model_config(model_cfg, keys)
+    resolved = apply_folder_defaults(resolve_model_config(model_cfg, keys), keys)
     return EmbeddingModel.from_config(resolved.cfg), resolved
 
 

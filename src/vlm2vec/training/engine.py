@@ -62,6 +62,10 @@ def resolve_deepspeed_config(
             f"{where}: train_micro_batch_size_per_gpu={micro} but train.per_device_batch_size={cfg.per_device_batch_size}"
         )
     _fill(config, "gradient_clipping", float(cfg.max_grad_norm or 0.0))
+    if float(config["gradient_clipping"]) != float(cfg.max_grad_norm or 0.0):
+        raise ConfigError(  # DeepSpeed clips, not our loop: a different value would silently win
+            f"{where}: gradient_clipping={config['gradient_clipping']} but train.max_grad_norm={cfg.max_grad_norm}"
+        )
     for kind in ("bf16", "fp16"):
         wanted = cfg.mixed_precision == kind
         _fill(config, f"{kind}.enabled", wanted)
@@ -78,6 +82,14 @@ def resolve_deepspeed_config(
         }
         for key, value in params.items():
             _fill(config, f"optimizer.params.{key}", value)
+            given = config["optimizer"]["params"][key]
+            if json.loads(json.dumps(given)) != json.loads(json.dumps(value)):
+                name = (
+                    "train.adam_beta1/adam_beta2"
+                    if key == "betas"
+                    else f"train.{'adam_eps' if key == 'eps' else key}"
+                )
+                raise ConfigError(f"{where}: optimizer.params.{key}={given} but {name}={value}")
     return config
 
 
