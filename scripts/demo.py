@@ -56,13 +56,13 @@ def main(argv: list[str]) -> int:
     after = evaluate(str(result.final_dir), cfg.eval.output_dir)
     print(format_table(after))
 
-    print("\nPrecision@1 (%)   untrained -> trained")
+    print("\nPrecision@1 (%)           untrained -> trained")
     for name, row in after["datasets"].items():
         was = before["datasets"].get(name, {}).get("precision@1")
-        print(f"  {name:<16} {was:9.1f} -> {row['precision@1']:5.1f}")
+        print(f"  {name:<24} {was:5.1f} -> {row['precision@1']:5.1f}")
     cov = after["coverage"]["overall"]
     label = f"overall ({cov['datasets']}/{cov['of']}{', partial' if cov['partial'] else ''})"
-    print(f"  {label:<16} {before['overall']:9.1f} -> {after['overall']:5.1f}")
+    print(f"  {label:<24} {before['overall']:5.1f} -> {after['overall']:5.1f}")
     print(
         f"\n[demo] done in {time.time() - t0:.0f}s; reports in {cfg.eval.output_dir}/ (summary.md, meta_tasks.png)"
     )
