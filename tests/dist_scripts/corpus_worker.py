@@ -7,10 +7,10 @@ mining on the main process) with the sample strategy; every rank records how man
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 
 import torch
+from ending import run_and_exit
 
 
 def main() -> None:
@@ -33,16 +33,7 @@ def main() -> None:
     run_mine(cfg)
     rank = int(os.environ.get("RANK", "0"))
     Path(out, f"rank{rank}.json").write_text(json.dumps({"encoded": sum(encoded)}))
-    sys.stdout.flush()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    os._exit(0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException:  # leave at once: an exception at gloo teardown can hang the launcher
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
+    run_and_exit(main)

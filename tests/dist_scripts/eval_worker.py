@@ -7,12 +7,11 @@ over gloo; the main process writes the usual outputs and every rank dumps the su
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import traceback
 from pathlib import Path
 
 import torch
+from ending import run_and_exit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for eval_fakes
 
@@ -62,16 +61,7 @@ def main() -> None:
         )
         report["tokens_summary"] = evaluate_model(model, tokens, state=state)
     Path(args.out, f"rank{state.process_index}.json").write_text(json.dumps(report))
-    sys.stdout.flush()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    os._exit(0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BaseException:  # leave at once: an exception at gloo teardown can hang the launcher
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
+    run_and_exit(main)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
+from ending import run_and_exit
 from toy import make_batch, make_model, take  # noqa: E402
 
 from vlm2vec.gradcache import GradCache  # noqa: E402
@@ -160,11 +160,7 @@ def main() -> None:
     else:
         run_train(args)
     dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # gloo ranks may abort at interpreter teardown otherwise
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)

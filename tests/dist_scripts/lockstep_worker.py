@@ -18,13 +18,12 @@ import argparse
 import gc
 import itertools
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from ending import run_and_exit
 from PIL import Image
 
 from vlm2vec.gradcache import GradCache
@@ -193,11 +192,7 @@ def main() -> None:
             result["runs"][(engine, backbone, lora, chunk)] = run
     torch.save(result, f"{args.out}.rank{rank}")
     dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # gloo ranks may abort at interpreter teardown otherwise
 
 
 if __name__ == "__main__":
-    main()
+    run_and_exit(main)
