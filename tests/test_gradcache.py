@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlm2vec.chunking import equalize, padding_counts, plan_chunks, row_lengths
-from vlm2vec.gradcache import GradCache, RngState, batch_rows, split_batch
+from vlm2vec.chunking import equalize, num_rows, padding_counts, plan_chunks, row_lengths
+from vlm2vec.gradcache import GradCache, RngState, split_batch
 from vlm2vec.losses import ContrastiveLoss
 
 sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
@@ -36,7 +36,7 @@ def forward_in_plan(model, side, batch, size, tokens=None, by_length=True, split
     the same order, so the same dropout masks), put back in the batch's row order."""
     plan = plan_chunks(row_lengths(batch), size, tokens, by_length)
     if len(plan) == 1:
-        plan = [list(range(batch_rows(batch)))]
+        plan = [list(range(num_rows(batch)))]
     key = "qry" if side == "qry" else "tgt"
     reps = torch.cat([model(**{key: c})[f"{key}_reps"] for c in split(batch, plan)])
     order = torch.tensor([r for rows in plan for r in rows])
@@ -199,7 +199,7 @@ def test_step_leaves_global_rng_where_the_first_pass_left_it():
 def test_split_batch_slices_every_tensor_and_list_on_dim0():
     batch = make_batch(5, seed=0) | {"ids": list(range(5)), "flag": True}
     parts = split_batch(batch, 2)
-    assert [batch_rows(p) for p in parts] == [2, 2, 1]
+    assert [num_rows(p) for p in parts] == [2, 2, 1]
     assert parts[2]["ids"] == [4] and parts[1]["flag"] is True
     assert torch.equal(torch.cat([p["pixel_values"] for p in parts]), batch["pixel_values"])
 

@@ -108,10 +108,10 @@ def without_adapter_files(folder: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(view, ignore_errors=True)
 
 
-def check_loading_info(info: dict[str, Any], path: str | os.PathLike, ignore: Callable[[str], bool]) -> None:
+def check_loading_info(info: dict[str, Any], path: str | os.PathLike) -> None:
     """Raise on the missing / unexpected / mismatched keys transformers reports for a full-weights load."""
-    missing = [k for k in info.get("missing_keys", ()) if not ignore(k)]
-    unexpected = [k for k in info.get("unexpected_keys", ()) if not ignore(k)]
+    missing = list(info.get("missing_keys", ()))
+    unexpected = list(info.get("unexpected_keys", ()))
     mismatched = [str(k) for k in info.get("mismatched_keys", ())]
     problems = []
     if unexpected:
@@ -138,7 +138,7 @@ def from_pretrained_strict(model_class: Any, path: str | os.PathLike, **kwargs: 
             )
         except pickle.UnpicklingError as exc:
             raise ModelLoadError(f"{path}: a .bin file holds more than tensors ({exc})") from exc
-    check_loading_info(info, path, ignore=lambda key: False)
+    check_loading_info(info, path)
     return model
 
 

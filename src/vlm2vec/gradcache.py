@@ -39,11 +39,6 @@ SplitFn = Callable[[Batch, Plan], list[Batch]]
 SIDES = ("qry", "tgt", "neg")
 
 
-def batch_rows(inputs: Batch) -> int:
-    """Number of rows (examples) of a processed batch (see `chunking.num_rows`)."""
-    return num_rows(inputs)
-
-
 def split_batch(inputs: Batch, chunks: int | Plan) -> list[Batch]:
     """Default splitter for models without a backbone (every tensor and list has one entry per row):
     `chunking.split_rows` without image spans. Backbone models pass `EmbeddingModel.split_batch`."""
@@ -319,6 +314,6 @@ class GradCache:
         return loss.detach()
 
     def _split(self, inputs: Batch, plan: Plan) -> list[Batch]:
-        if len(plan) == 1 and plan[0] == list(range(batch_rows(inputs))):
+        if len(plan) == 1 and plan[0] == list(range(num_rows(inputs))):
             return [inputs]
         return self.split_fn(inputs, plan)
