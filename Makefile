@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM = false
 # torch first: an already installed torch (e.g. your CUDA build) is kept; otherwise the CPU 2.13 wheel.
 install:
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[train,dev]"
 
 lint: install
 	$(PY) -m ruff check .
