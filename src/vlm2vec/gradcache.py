@@ -244,11 +244,6 @@ class GradCache:
         plans = {s: equalize(plans[s], counts[s], lengths[s]) for s in plans}
         return {s: p if len(p) > 1 else [list(range(len(lengths[s])))] for s, p in plans.items()}
 
-    def needs_chunking(self, qry: Batch, tgt: Batch, neg: Batch | None = None) -> bool:
-        """True when some side is cut into several chunks (the two-pass path runs). With several
-        processes this takes part in a collective (see `plan`): call it on every rank."""
-        return any(len(p) > 1 for p in self.plan(qry, tgt, neg).values())
-
     def step(
         self, model: nn.Module, qry: Batch, tgt: Batch, neg: Batch | None = None, **loss_kwargs: Any
     ) -> torch.Tensor:
