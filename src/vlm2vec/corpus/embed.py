@@ -3,8 +3,8 @@
 The encoding is the one evaluation uses too (`encoding.schedule_encoding` / `encode_schedule` over
 `encoding.RepCache`, keyed by `encoding.model_fingerprint`): batches are cut from the full
 length-sorted item list, dealt to the processes chunk by chunk, and every finished chunk is written
-to the cache. A killed run re-encodes only the chunks no file holds,
-and one process, several processes and a resumed run give bitwise the same vectors.
+to the cache. A killed run re-encodes only the chunks no file holds, and one process, several
+processes and a resumed run give bitwise the same vectors.
 """
 
 from __future__ import annotations
