@@ -171,12 +171,13 @@ MINED_SCHEMA = pa.schema(
 
 @dataclass
 class CandidateIndex:
-    """The candidates, with their key, content and class interned, so filters compare integers."""
+    """The candidates, with their key, content and class interned (one id per candidate in `key_id`,
+    `content_id`, `class_id`; -1: no class), so the false-negative filters compare integers."""
 
     items: list[Item]
-    key: np.ndarray
-    content: np.ndarray
-    label: np.ndarray
+    key_id: np.ndarray
+    content_id: np.ndarray
+    class_id: np.ndarray
     base: str  # the folder the candidates' image paths are relative to
     keys: Interner
     contents: Interner
@@ -189,11 +190,11 @@ class CandidateIndex:
             Item(t, i) for t, i in zip(table.column("text").to_pylist(), table.column("image").to_pylist())
         ]
         labels = table.column("label").to_pylist()
-        key = keys(table.column("key").to_pylist())
+        key_id = keys(table.column("key").to_pylist())
         base = read_manifest(corpus_dir).get("image_root", ".") if corpus_dir else "."
-        content = contents([content_of(_absolute(it, base)) for it in items])
-        label = classes([class_of(it, lbl) for it, lbl in zip(items, labels)])
-        return cls(items, key, content, label, base, keys, contents, classes)
+        content_id = contents([content_of(_absolute(it, base)) for it in items])
+        class_id = classes([class_of(it, lbl) for it, lbl in zip(items, labels)])
+        return cls(items, key_id, content_id, class_id, base, keys, contents, classes)
 
     def reasons(
         self,
@@ -208,9 +209,9 @@ class CandidateIndex:
         return filter_candidates(
             scores,
             idx,
-            self.key,
-            self.content,
-            self.label,
+            self.key_id,
+            self.content_id,
+            self.class_id,
             self.keys([item_key(it) for it in pos]),
             self.contents([content_of(_absolute(it)) for it in pos]),
             self.classes([class_of(it, lbl) for it, lbl in zip(pos, pos_labels)]),
