@@ -17,7 +17,7 @@ the embedding cache. Prints one JSON object:
 With `--compare` (default) a first cold run takes today's encoding path (`--today-workers` DataLoader
 workers, default 0 as `eval.num_workers`; torch's prefetch of 2; no pinned memory) and the result
 adds `today` and `new_over_today` (items/s and encode time ratios); the figures above are the new
-path's (`--num-workers` workers, `encode.PREFETCH_FACTOR` batches each, pinned memory on CUDA).
+path's (`--num-workers` workers, `loader.PREFETCH_FACTOR` batches each, pinned memory on CUDA).
 With `--batch-tokens N` (default 1024; 0: off) one more cold run takes the worker pipeline with batches
 sized by padded tokens (`eval.batch_tokens`) and adds `tokens` and `tokens_over_today`; with
 `--compare` a last one takes today's loader with token batches (`tokens_today_workers`: the batch
@@ -138,15 +138,15 @@ def main(argv: list[str]) -> dict:
         stats.batches = positions["batches"]
         return stats, time.perf_counter() - start, summary
 
-    from vlm2vec.evaluation import encode
+    from vlm2vec.encoding import loader
 
     def today_run(out: str, cache: str, batch_tokens: int | None = None) -> tuple[EvalStats, float, dict]:
-        new_settings = encode.PREFETCH_FACTOR, encode.PIN_MEMORY
-        encode.PREFETCH_FACTOR, encode.PIN_MEMORY = 2, False  # torch's default prefetch, pageable memory
+        new_settings = loader.PREFETCH_FACTOR, loader.PIN_MEMORY
+        loader.PREFETCH_FACTOR, loader.PIN_MEMORY = 2, False  # torch's default prefetch, pageable memory
         try:
             return run(out, args.today_workers, cache=cache, batch_tokens=batch_tokens)
         finally:
-            encode.PREFETCH_FACTOR, encode.PIN_MEMORY = new_settings
+            loader.PREFETCH_FACTOR, loader.PIN_MEMORY = new_settings
 
     configs = {"cold": lambda: run("cold")}
     if args.compare:

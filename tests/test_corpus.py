@@ -12,10 +12,11 @@ from PIL import Image
 from launching import launch
 from vlm2vec.config import Config, DataConfig, EmbedConfig, MineConfig, PairSourceConfig, load_config
 from vlm2vec.corpus import embed_corpus, filter_candidates, pick, read_store, topk_exact
-from vlm2vec.corpus.mine import REASONS, run_mine
+from vlm2vec.corpus.mine import run_mine
+from vlm2vec.corpus.mine_stats import REASONS
 from vlm2vec.corpus.sources import CorpusError, content_of, image_folder_corpus, normalize_text
 from vlm2vec.data import PairDataset, read_mmeb_train
-from vlm2vec.evaluation.cache import RepCache
+from vlm2vec.encoding.cache import RepCache
 from vlm2vec.model import EmbeddingModel
 from vlm2vec.testing import tiny_model_config
 

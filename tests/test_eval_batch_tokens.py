@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 
 from vlm2vec.config import EvalConfig
+from vlm2vec.encoding.cache import RepCache
+from vlm2vec.encoding.items import Item, item_key
+from vlm2vec.encoding.schedule import schedule_encoding
+from vlm2vec.encoding.token_counts import item_token_counts
 from vlm2vec.evaluation import EvalStats, evaluate_model
-from vlm2vec.evaluation.cache import RepCache
-from vlm2vec.evaluation.encode import plan_encoding
-from vlm2vec.evaluation.items import Item, item_key
-from vlm2vec.evaluation.token_counts import item_token_counts
 from vlm2vec.model import EmbeddingModel
 from vlm2vec.testing import make_tiny_checkpoint, tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_eval
@@ -31,20 +31,20 @@ def test_token_batches_stay_within_budget_cover_every_item_once_and_ignore_the_c
     items = [Item(f"text {i}", f"{i}.png" if i % 3 == 0 else "") for i in range(200)]
     counts = [rng.choice([3, 5, 9, 20, 40, 700, 900]) for _ in items]
     for budget in (1, 50, 256, 800, 4096):
-        plan = plan_encoding(items, 16, None, batch_tokens=budget, token_counts=counts)
-        _check_layout(plan.batches, counts, budget)
-    plan = plan_encoding(items, 16, None, batch_tokens=800, token_counts=counts)
-    assert max(len(b) for b in plan.batches) > 16  # short items share big batches: rows follow tokens
-    assert any(counts[b[0]] >= 700 and len(b) == 1 for b in plan.batches)
+        schedule = schedule_encoding(items, 16, None, batch_tokens=budget, token_counts=counts)
+        _check_layout(schedule.batches, counts, budget)
+    schedule = schedule_encoding(items, 16, None, batch_tokens=800, token_counts=counts)
+    assert max(len(b) for b in schedule.batches) > 16  # short items share big batches: rows follow tokens
+    assert any(counts[b[0]] >= 700 and len(b) == 1 for b in schedule.batches)
 
     # a cache holding some of the items (a warm run) changes what is encoded, never the batches
     cache = RepCache(tmp_path / "cache")
-    some = [i for b in plan.batches[::3] for i in b]
+    some = [i for b in schedule.batches[::3] for i in b]
     import torch
 
     cache.save([item_key(items[i]) for i in some], torch.zeros(len(some), 4))
-    warm = plan_encoding(items, 16, cache, batch_tokens=800, token_counts=counts)
-    assert warm.batches == plan.batches and len(warm.todo) < len(plan.batches)
+    warm = schedule_encoding(items, 16, cache, batch_tokens=800, token_counts=counts)
+    assert warm.batches == schedule.batches and len(warm.todo) < len(schedule.batches)
 
 
 @pytest.mark.parametrize("backbone", ["qwen2_vl", "qwen3_vl", "phi3_v", "llava_next"])

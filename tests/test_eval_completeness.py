@@ -11,9 +11,9 @@ import pytest
 
 from eval_fakes import FakeEncoder
 from vlm2vec.config import EvalConfig, ModelConfig
+from vlm2vec.encoding.fingerprint import model_fingerprint
 from vlm2vec.errors import UserError
 from vlm2vec.evaluation import DatasetError, EvalStats, MissingDatasetError, evaluate_model, format_table
-from vlm2vec.evaluation.fingerprint import model_fingerprint
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_eval
 
 KINDS = {"ImageNet-1K": "classification", "OK-VQA": "vqa", "MSCOCO_i2t": "retrieval_i2t"}
@@ -258,7 +258,7 @@ def test_fingerprint_holds_the_adapter_settings_in_a_fixed_order():
     model.peft_config = {"default": Conf(8, {"o_proj", "v_proj", "q_proj"})}
     model.peft_config["default"].base_model_name_or_path = "/elsewhere"
     assert model_fingerprint(model) == base
-    from vlm2vec.evaluation.fingerprint import _adapter_part
+    from vlm2vec.encoding.fingerprint import _adapter_part
 
     assert _adapter_part(model)["default"]["target_modules"] == ["o_proj", "q_proj", "v_proj"]
     model.peft_config = {"default": Conf(16, {"q_proj", "v_proj", "o_proj"})}  # r sets the LoRA scale

@@ -6,8 +6,8 @@ import pytest
 
 from eval_fakes import FakeEncoder
 from vlm2vec.config import EvalConfig
+from vlm2vec.encoding.items import dedup_examples
 from vlm2vec.evaluation import DatasetError, MissingDatasetError, evaluate_model, load_eval_dataset
-from vlm2vec.evaluation.items import dedup_examples
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_eval
 
 KINDS = {"ImageNet-1K": "classification", "MSCOCO_i2t": "retrieval_i2t", "OK-VQA": "vqa"}

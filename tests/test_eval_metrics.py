@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vlm2vec.config import ConfigError
-from vlm2vec.evaluation.items import DedupedDataset, Item
+from vlm2vec.encoding.items import DedupedDataset, Item
 from vlm2vec.evaluation.metrics import metrics_from_ranks, positive_rank, score_queries, top_candidates
 
 nan = float("nan")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from vlm2vec.config import Config, ConfigError, EvalConfig, ModelConfig, explicit_keys
-from vlm2vec.evaluation import resolve_model_config
+from vlm2vec.encoding import resolve_model_config
 
 SAVED = ModelConfig(
     backbone="phi3_v", path="/base", max_length=40, num_crops=3, normalize=False, temperature=0.05
@@ -138,17 +138,17 @@ def test_override_of_max_length_and_num_crops_on_a_saved_folder_changes_what_run
 def test_a_qwen3_vl_embedding_base_folder_evaluates_in_its_own_format(tmp_path):
     """evaluate.py / embed / mine open a base folder with the settings it implies, as from_pretrained
     does (a Qwen3-VL-Embedding release: its prompt format); an explicit key still wins."""
-    from vlm2vec.evaluation.runner import load_model_for_eval
+    from vlm2vec.encoding import load_embedding_model
     from vlm2vec.testing import make_tiny_checkpoint
 
     release = make_tiny_checkpoint("qwen3_vl", tmp_path / "Qwen3-VL-Embedding-tiny")
     cfg = json.loads((release / "config.json").read_text())
     (release / "config.json").write_text(json.dumps({**cfg, "architectures": ["Qwen3VLForEmbedding"]}))
-    model, resolved = load_model_for_eval(ModelConfig(path=str(release)), {"model.path"})
+    model, resolved = load_embedding_model(ModelConfig(path=str(release)), {"model.path"})
     assert model.cfg.prompt_format == "qwen3_vl_embedding" == model.processor.format_name
     assert resolved.report()["folder_defaults"] == {"prompt_format": "qwen3_vl_embedding"}
     assert "implied by the folder" in resolved.describe()
-    model, resolved = load_model_for_eval(
+    model, resolved = load_embedding_model(
         ModelConfig(path=str(release), prompt_format="vlm2vec"), {"model.path", "model.prompt_format"}
     )
     assert model.cfg.prompt_format == "vlm2vec" and resolved.folder_defaults == {}

@@ -16,8 +16,8 @@ import torch
 
 from vlm2vec import EmbeddingModel
 from vlm2vec.config import Config, ModelConfig, load_config, save_config
+from vlm2vec.encoding import load_embedding_model
 from vlm2vec.errors import ModelLoadError
-from vlm2vec.evaluation.runner import load_model_for_eval
 from vlm2vec.testing import make_tiny_checkpoint
 from vlm2vec.testing.releases import write_vlm2vec_lora, write_vlm2vec_qwen2vl
 
@@ -87,7 +87,7 @@ def test_qwen2vl_adapter_with_old_key_names_equals_the_hand_applied_adapter(
     opened = EmbeddingModel.from_pretrained(qwen2b, path=str(tiny_qwen_dir))
     torch.testing.assert_close(opened.embed(TEXTS, _images(tiny_images)), expected, atol=1e-5, rtol=0)
     # the evaluator's route: --model.path=<base> --model.checkpoint=<release>
-    evaluated, _ = load_model_for_eval(ModelConfig(path=str(tiny_qwen_dir), checkpoint=str(qwen2b)))
+    evaluated, _ = load_embedding_model(ModelConfig(path=str(tiny_qwen_dir), checkpoint=str(qwen2b)))
     torch.testing.assert_close(evaluated.embed(TEXTS, _images(tiny_images)), expected, atol=1e-5, rtol=0)
 
 
@@ -118,7 +118,7 @@ def test_qwen2vl_7b_root_opens_as_adapter_or_as_its_merged_old_name_shards(
     with pytest.raises(ModelLoadError, match=r"Qwen/Qwen2-VL-7B-Instruct.*pass path=.*weights='full'"):
         EmbeddingModel.from_pretrained(qwen7b)
     with pytest.raises(ModelLoadError, match=r"adapter over 'Qwen/Qwen2-VL-7B-Instruct'; model\.path"):
-        load_model_for_eval(ModelConfig(path=None, checkpoint=str(qwen7b)))  # the evaluator's route
+        load_embedding_model(ModelConfig(path=None, checkpoint=str(qwen7b)))  # the evaluator's route
     expected_model = hand_applied(tiny_qwen_dir, qwen7b, qwen_new_name)
     expected = expected_model.embed(TEXTS, _images(tiny_images))
     adapter = EmbeddingModel.from_pretrained(qwen7b, path=str(tiny_qwen_dir))  # the default: the adapter
@@ -135,7 +135,7 @@ def test_qwen2vl_7b_root_opens_as_adapter_or_as_its_merged_old_name_shards(
     assert {qwen_new_name(k) for k in shards} == set(params)
     for old, tensor in shards.items():
         assert torch.equal(params[qwen_new_name(old)], tensor.float()), old
-    evaluated, _ = load_model_for_eval(ModelConfig(path=str(qwen7b)))  # --model.path=<7B root>: its weights
+    evaluated, _ = load_embedding_model(ModelConfig(path=str(qwen7b)))  # --model.path=<7B root>: its weights
     assert not evaluated.is_lora
     assert all(torch.equal(params[k], v) for k, v in evaluated.encoder.state_dict().items())
     # the shards hold base + adapter merged, to bf16 precision

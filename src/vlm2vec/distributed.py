@@ -1,15 +1,20 @@
-"""Cross-rank gathers for the contrastive loss.
+"""Who the other processes are and how to exchange data with them: process state, gathers, barrier.
 
-The loss needs every rank's representations (every target of the global batch is a negative), but
-each rank may only back-propagate into its own shard: the other shards' gradients are produced by
-their own ranks. `gather_with_grad` therefore all-gathers values and puts the local tensor itself (with
-its autograd history) back in its slot, so the backward pass needs no collective at all.
-
+Two kinds of exchange run over the same processes. The contrastive loss needs every rank's
+representations (every target of the global batch is a negative), but each rank may only
+back-propagate into its own shard: `gather_with_grad` all-gathers values and puts the local tensor
+itself (with its autograd history) back in its slot, so the backward pass needs no collective at all.
 Ranks may hold different numbers of rows (a last, smaller batch): sizes are exchanged first and rows
 padded to the largest, so concatenation order is always rank 0's rows, then rank 1's, and so on.
+Encoding (evaluation, corpus embedding) deals batches to the processes of a `ProcessState` and
+gathers plain Python objects (`gather_objects`), with a `barrier` before files written by the main
+process are read by the others.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -81,3 +86,53 @@ def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
     if factor == 1:
         return x
     return _ScaleGrad.apply(x, factor)
+
+
+class ProcessState(Protocol):
+    """What encoding needs from `accelerate.PartialState` (or `SingleProcess`, its stand-in)."""
+
+    num_processes: int
+    process_index: int
+
+    @property
+    def is_main_process(self) -> bool: ...
+
+
+@dataclass
+class SingleProcess:
+    """The state of a process that runs alone."""
+
+    num_processes: int = 1
+    process_index: int = 0
+    is_main_process: bool = True
+
+
+def process_state(join_launch: bool = False) -> ProcessState:
+    """This process's place among the processes of the run.
+
+    With `join_launch` (the commands: evaluate, embed, mine) accelerate's `PartialState` is built,
+    which joins a torchrun / accelerate launch and has a `device` (the CPU when there is no GPU).
+    Without it (library calls), a running process group is used as it is and a lone process gets a
+    `SingleProcess`, so no accelerate state is created behind the caller's back.
+    """
+    if join_launch or (dist.is_available() and dist.is_initialized()):
+        from accelerate import PartialState
+
+        return PartialState(cpu=not torch.cuda.is_available())
+    return SingleProcess()
+
+
+def gather_objects(obj: list, state: ProcessState) -> list:
+    """Concatenate every process's list in process order (every process must call it)."""
+    if state.num_processes == 1:
+        return obj
+    from accelerate.utils import gather_object
+
+    return gather_object(obj)
+
+
+def barrier(state: ProcessState) -> None:
+    """Wait until every process is here (a no-op for one process or a state without a barrier)."""
+    wait = getattr(state, "wait_for_everyone", None)
+    if state.num_processes > 1 and wait is not None:
+        wait()

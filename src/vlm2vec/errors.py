@@ -42,6 +42,10 @@ class DataNotFoundError(DataError, FileNotFoundError):
     """A configured data file or folder does not exist; the message names it."""
 
 
+class DatasetError(UserError, ValueError):
+    """Bad or missing evaluation data; the message names the dataset, file, row or column."""
+
+
 def user_message(exc: BaseException) -> str:
     """The one-line message of an expected error. An error raised in a DataLoader worker arrives
     re-raised by torch with the worker's whole traceback as its message; keep only the original

@@ -1,10 +1,11 @@
 """Corpus embedding and hard-negative mining: `vlm2vec embed` and `vlm2vec mine`.
 
 - `sources`: corpora of distinct items from the training data, a folder of images or a text file;
-- `embed`: encode a corpus through the evaluator's sharded, cached, resumable encoder, write
-  safetensors shards + an items parquet (`store`);
+- `embed`: encode a corpus through the shared sharded, cached, resumable encoder (`vlm2vec.encoding`),
+  write safetensors shards + an items parquet (`store`);
 - `search`: exact blockwise top-k inner products (faiss optional);
 - `mine`: top-k per training query, false-negative filters, top / range / sample, MMEB-train output;
+- `mine_stats`: what mining did (`MineStats`), counted for `mine.json` and the report;
 - `report`: counts and score histograms (md + PNG).
 See docs/hard_negatives.md.
 """

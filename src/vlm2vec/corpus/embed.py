@@ -1,10 +1,10 @@
 """`vlm2vec embed`: encode a corpus into safetensors shards + an items parquet, sharded and resumable.
 
-The encoding is the evaluator's (`evaluation.encode.plan_encoding` / `run_plan` over
-`evaluation.cache.RepCache`, keyed by `evaluation.fingerprint.model_fingerprint`), not a second copy:
-batches are cut from the full length-sorted item list, dealt to the processes chunk by chunk, and
-every finished chunk is written to the cache. A killed run re-encodes only the chunks no file holds,
-and one process, several processes and a resumed run give bitwise the same vectors.
+The encoding is the one evaluation uses too (`encoding.schedule_encoding` / `encode_schedule` over
+`encoding.RepCache`, keyed by `encoding.model_fingerprint`): batches are cut from the full
+length-sorted item list, dealt to the processes chunk by chunk, and every finished chunk is written
+to the cache. A killed run re-encodes only the chunks no file holds, and one process, several
+processes and a resumed run give bitwise the same vectors.
 """
 
 from __future__ import annotations
@@ -18,21 +18,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, EmbedConfig, save_config
-from ..evaluation.cache import RepCache
-from ..evaluation.encode import ProcessState, SingleProcess, plan_encoding, run_plan
-from ..evaluation.fingerprint import model_fingerprint
+from ..distributed import ProcessState, barrier, process_state
+from ..encoding import RepCache, encode_schedule, load_embedding_model, model_fingerprint, schedule_encoding
 from .sources import Corpus, image_folder_corpus, read_train_corpora, text_file_corpus
 from .store import read_manifest, write_store
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("train", "images", "texts")
-
-
-def _barrier(state: ProcessState) -> None:
-    wait = getattr(state, "wait_for_everyone", None)
-    if state.num_processes > 1 and wait is not None:
-        wait()
 
 
 def embed_corpus(
@@ -50,7 +43,7 @@ def embed_corpus(
     The rep cache lives in `<ecfg.cache_dir or folder/cache>/<fingerprint>/corpus-<id>/<side>`; an
     up-to-date folder (same fingerprint and corpus id in its manifest) is left as it is.
     """
-    state = state or SingleProcess()
+    state = state or process_state()
     folder = Path(folder)
     model.eval()
     fingerprint = fingerprint or model_fingerprint(model)
@@ -72,15 +65,17 @@ def embed_corpus(
         return folder
     cache_dir = Path(ecfg.cache_dir) if ecfg.cache_dir else folder / "cache"
     cache = RepCache.for_dataset(cache_dir, fingerprint, f"corpus-{corpus_id}", corpus.side)
-    plan = plan_encoding(corpus.items, ecfg.batch_size, cache, image_stamps=stamps)
-    done = len(corpus) - plan.num_todo_items
+    schedule = schedule_encoding(corpus.items, ecfg.batch_size, cache, image_stamps=stamps)
+    done = len(corpus) - schedule.num_todo_items
     if done and state.is_main_process:
         logger.info("embed: resuming, %d of %d items already in %s", done, len(corpus), cache.folder)
     desc = f"embed {corpus.side}"
-    with tqdm(total=plan.num_todo_items, desc=desc, unit="item", disable=not state.is_main_process) as bar:
-        reps = run_plan(
+    with tqdm(
+        total=schedule.num_todo_items, desc=desc, unit="item", disable=not state.is_main_process
+    ) as bar:
+        reps = encode_schedule(
             model,
-            plan,
+            schedule,
             image_root=corpus.image_root,
             state=state,
             chunk_items=ecfg.chunk_items,
@@ -99,7 +94,7 @@ def embed_corpus(
             **(info or {}),
         }
         write_store(folder, reps, corpus.table(), meta, ecfg.shard_rows)
-    _barrier(state)
+    barrier(state)
     return folder
 
 
@@ -125,28 +120,11 @@ def build_corpus(cfg: Config) -> Corpus:
     return text_file_corpus(e.path)
 
 
-def process_state() -> ProcessState:
-    """accelerate's process state (CPU when no GPU): one process, or every rank of a launch."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
-def load_model(cfg: Config, state: ProcessState, explicit: set[str] | None = None) -> Any:
-    """The model with the settings evaluate.py would use: a saved folder's own, unless `explicit`
-    (the keys set by the config file or a flag) overrides them."""
-    from ..evaluation.runner import load_model_for_eval
-
-    model, _ = load_model_for_eval(cfg.model, explicit)
-    return model.to(state.device)
-
-
 def run_embed(cfg: Config, explicit: set[str] | None = None) -> Path:
     """Entry point of `vlm2vec embed`: build the corpus, load the model, encode, write the folder."""
-    state = process_state()
+    state = process_state(join_launch=True)
     corpus = build_corpus(cfg)
-    model = load_model(cfg, state, explicit)
+    model, _ = load_embedding_model(cfg.model, explicit, state.device)
     out = Path(cfg.embed.output_dir)
     if state.is_main_process:
         save_config(dataclasses.replace(cfg, model=model.cfg), out / "config.yaml")  # what ran

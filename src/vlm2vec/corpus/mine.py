@@ -15,8 +15,7 @@ import dataclasses
 import logging
 import os
 import zlib
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,11 @@ import torch
 
 from ..config import Config, ConfigError, MineConfig, save_config
 from ..data import PairSource, Side
-from ..evaluation.items import Item, item_key
+from ..distributed import barrier, process_state
+from ..encoding import Item, item_key, load_embedding_model
 from ..files import atomic_path, atomic_write_json
-from .embed import embed_corpus, load_model, process_state
+from .embed import embed_corpus
+from .mine_stats import REASONS, MineStats
 from .search import resolve_device, topk
 from .sources import class_of, content_of, read_train_corpora
 from .store import read_manifest, read_store
@@ -38,8 +39,6 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("top", "range", "sample")
 SCOPES = ("source", "all")
-#: why a retrieved candidate was not kept, in the order the checks run (a candidate counts once)
-REASONS = ("positive", "same_content", "same_class", "above_margin")
 
 
 def check_config(m: MineConfig) -> None:
@@ -137,35 +136,6 @@ def row_seed(seed: int, source: str, row: int) -> list[int]:
     return [seed, zlib.crc32(source.encode()), row]
 
 
-@dataclass
-class MineStats:
-    """What mining did, for the report."""
-
-    queries: int = 0
-    rows_written: int = 0
-    rows_short: int = 0
-    rows_dropped: int = 0
-    retrieved: int = 0
-    filtered: Counter = field(default_factory=Counter)
-    pos_scores: list[float] = field(default_factory=list)
-    neg_scores: list[float] = field(default_factory=list)
-    dropped_scores: list[float] = field(default_factory=list)  # candidates above the margin
-    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
-    skipped_rows: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "queries": self.queries,
-            "rows_written": self.rows_written,
-            "rows_short": self.rows_short,
-            "rows_dropped": self.rows_dropped,
-            "retrieved": self.retrieved,
-            "filtered": {r: int(self.filtered.get(r, 0)) for r in REASONS},
-            "per_source": self.per_source,
-            "skipped_rows": len(self.skipped_rows),
-        }
-
-
 class _Paths:
     """Image paths as written: relative to the output image root when under it, else absolute."""
 
@@ -191,6 +161,131 @@ def _side_path(side: Side) -> str:
     return side.images[0] if side.images else ""
 
 
+#: columns of a mined MMEB-train table
+MINED_SCHEMA = pa.schema(
+    [(c, pa.string()) for c in ("qry", "qry_image_path", "pos_text", "pos_image_path")]
+    + [("neg_text", pa.list_(pa.string())), ("neg_image_path", pa.list_(pa.string()))]
+    + [("neg_score", pa.list_(pa.float32())), ("pos_score", pa.float32()), ("source_row", pa.int64())]
+)
+
+
+@dataclass
+class CandidateIndex:
+    """The candidates, with their key, content and class interned (one id per candidate in `key_id`,
+    `content_id`, `class_id`; -1: no class), so the false-negative filters compare integers."""
+
+    items: list[Item]
+    key_id: np.ndarray
+    content_id: np.ndarray
+    class_id: np.ndarray
+    base: str  # the folder the candidates' image paths are relative to
+    keys: Interner
+    contents: Interner
+    classes: Interner
+
+    @classmethod
+    def build(cls, table: pa.Table, corpus_dir: str | None) -> CandidateIndex:
+        keys, contents, classes = Interner(), Interner(), Interner()
+        items = [
+            Item(t, i) for t, i in zip(table.column("text").to_pylist(), table.column("image").to_pylist())
+        ]
+        labels = table.column("label").to_pylist()
+        key_id = keys(table.column("key").to_pylist())
+        base = read_manifest(corpus_dir).get("image_root", ".") if corpus_dir else "."
+        content_id = contents([content_of(_absolute(it, base)) for it in items])
+        class_id = classes([class_of(it, lbl) for it, lbl in zip(items, labels)])
+        return cls(items, key_id, content_id, class_id, base, keys, contents, classes)
+
+    def reasons(
+        self,
+        scores: np.ndarray,
+        idx: np.ndarray,
+        pos: list[Item],
+        pos_labels: list,
+        pos_score: np.ndarray,
+        m: MineConfig,
+    ) -> np.ndarray:
+        """`filter_candidates` of the retrieved [Q, k] candidates against each query's positive."""
+        return filter_candidates(
+            scores,
+            idx,
+            self.key_id,
+            self.content_id,
+            self.class_id,
+            self.keys([item_key(it) for it in pos]),
+            self.contents([content_of(_absolute(it)) for it in pos]),
+            self.classes([class_of(it, lbl) for it, lbl in zip(pos, pos_labels)]),
+            pos_score,
+            m.margin,
+            m.filter_class,
+        )
+
+
+def retrieve(
+    m: MineConfig, qry: torch.Tensor, cand_vectors: torch.Tensor, members: np.ndarray | None, device: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `top_k` candidates of each query, best first: scores and candidate ids [Q, k] (-1: none);
+    with `members`, only those candidates are searched and their ids returned."""
+    pool = cand_vectors[torch.from_numpy(members)] if members is not None else cand_vectors
+    scores, idx = topk(
+        qry,
+        pool,
+        m.top_k,
+        backend=m.backend,
+        device=device,
+        query_block=m.query_block,
+        corpus_block=m.corpus_block,
+    )
+    scores, idx = scores.numpy(), idx.numpy()
+    if members is not None:
+        idx = np.where(idx >= 0, members[np.clip(idx, 0, None)], -1)
+    return scores, idx
+
+
+def mined_columns(
+    m: MineConfig,
+    src: PairSource,
+    src_rows: np.ndarray,
+    reason: np.ndarray,
+    idx: np.ndarray,
+    scores: np.ndarray,
+    pos_score: np.ndarray,
+    cands: CandidateIndex,
+    out_path: _Paths,
+) -> tuple[pa.Table, list[float], int]:
+    """One source's mined table (`MINED_SCHEMA`), the scores of the negatives written, and how many
+    rows had fewer than `num_negatives` kept candidates (written only with `keep_short`)."""
+    columns: dict[str, list] = {name: [] for name in MINED_SCHEMA.names}
+    neg_scores: list[float] = []
+    short = 0
+    for j, r in enumerate(src_rows.tolist()):
+        chosen = pick(
+            reason[j] == -1,
+            m.strategy,
+            m.num_negatives,
+            m.rank_start,
+            m.rank_end,
+            row_seed(m.seed, src.name, r),
+        )
+        if len(chosen) < m.num_negatives:
+            short += 1
+            if not m.keep_short:
+                continue
+        rec = src.record(r)
+        negs = [cands.items[int(idx[j, c])] for c in chosen]
+        columns["qry"].append(rec.qry.text)
+        columns["qry_image_path"].append(out_path(_side_path(rec.qry)))
+        columns["pos_text"].append(rec.pos.text)
+        columns["pos_image_path"].append(out_path(_side_path(rec.pos)))
+        columns["neg_text"].append([n.text for n in negs])
+        columns["neg_image_path"].append([out_path(n.image, cands.base) for n in negs])
+        columns["neg_score"].append([float(scores[j, c]) for c in chosen])
+        columns["pos_score"].append(float(pos_score[j]))
+        columns["source_row"].append(r)
+        neg_scores += [float(scores[j, c]) for c in chosen]
+    return pa.table(columns, schema=MINED_SCHEMA), neg_scores, short
+
+
 def mine_negatives(
     cfg: Config,
     sources: list[PairSource],
@@ -205,19 +300,9 @@ def mine_negatives(
     """The mined tables per source (MMEB-train columns) and the statistics. Pure computation."""
     m = cfg.mine
     stats = MineStats()
-    keys, contents, classes = Interner(), Interner(), Interner()
-    cand_items = [
-        Item(t, i)
-        for t, i in zip(cand_table.column("text").to_pylist(), cand_table.column("image").to_pylist())
-    ]
-    cand_labels = cand_table.column("label").to_pylist()
-    cand_key = keys(cand_table.column("key").to_pylist())
-    cand_base = read_manifest(m.corpus_dir).get("image_root", ".") if m.corpus_dir else "."
-    cand_content = contents([content_of(_absolute(it, cand_base)) for it in cand_items])
-    cand_class = classes([class_of(it, lbl) for it, lbl in zip(cand_items, cand_labels)])
+    cands = CandidateIndex.build(cand_table, m.corpus_dir)
     device = resolve_device(m.device)
-    image_root_out = cfg.data.image_root or cfg.data.mmeb_train_dir or "."
-    out_path = _Paths(image_root_out)
+    out_path = _Paths(cfg.data.image_root or cfg.data.mmeb_train_dir or ".")
     tables: dict[str, pa.Table] = {}
     for src in sources:
         src_rows, q_idx, p_idx = rows.rows[src.name], rows.qry[src.name], rows.pos[src.name]
@@ -225,86 +310,27 @@ def mine_negatives(
         if not len(src_rows):
             continue
         members = np.asarray(cand_members[src.name], np.int64) if cand_members is not None else None
-        pool = cand_vectors[torch.from_numpy(members)] if members is not None else cand_vectors
         q = qry_vectors[torch.from_numpy(q_idx)]
         p = pos_vectors[torch.from_numpy(p_idx)]
         pos_score = (q.double() * p.double()).sum(1).float().numpy()
-        scores, idx = topk(
-            q,
-            pool,
-            m.top_k,
-            backend=m.backend,
-            device=device,
-            query_block=m.query_block,
-            corpus_block=m.corpus_block,
-        )
-        scores, idx = scores.numpy(), idx.numpy()
-        if members is not None:
-            idx = np.where(idx >= 0, members[np.clip(idx, 0, None)], -1)
+        scores, idx = retrieve(m, q, cand_vectors, members, device)
         pos = [pos_items[i] for i in p_idx]
-        reason = filter_candidates(
-            scores,
-            idx,
-            cand_key,
-            cand_content,
-            cand_class,
-            keys([item_key(it) for it in pos]),
-            contents([content_of(_absolute(it)) for it in pos]),
-            classes([class_of(it, lbl) for it, lbl in zip(pos, rows.pos_label[src.name])]),
-            pos_score,
-            m.margin,
-            m.filter_class,
-        )
+        reason = cands.reasons(scores, idx, pos, rows.pos_label[src.name], pos_score, m)
         stats.retrieved += int((reason != -2).sum())
         for code, name in enumerate(REASONS):
             stats.filtered[name] += int((reason == code).sum())
         stats.dropped_scores += scores[reason == REASONS.index("above_margin")].tolist()
-        columns: dict[str, list] = {c: [] for c in ("qry", "qry_image_path", "pos_text", "pos_image_path")}
-        columns.update(neg_text=[], neg_image_path=[], neg_score=[], pos_score=[], source_row=[])
-        written = short = 0
-        for j, r in enumerate(src_rows.tolist()):
-            chosen = pick(
-                reason[j] == -1,
-                m.strategy,
-                m.num_negatives,
-                m.rank_start,
-                m.rank_end,
-                row_seed(m.seed, src.name, r),
-            )
-            if len(chosen) < m.num_negatives:
-                short += 1
-                if not m.keep_short:
-                    continue
-            rec = src.record(r)
-            negs = [cand_items[int(idx[j, c])] for c in chosen]
-            columns["qry"].append(rec.qry.text)
-            columns["qry_image_path"].append(out_path(_side_path(rec.qry)))
-            columns["pos_text"].append(rec.pos.text)
-            columns["pos_image_path"].append(out_path(_side_path(rec.pos)))
-            columns["neg_text"].append([n.text for n in negs])
-            columns["neg_image_path"].append([out_path(n.image, cand_base) for n in negs])
-            columns["neg_score"].append([float(scores[j, c]) for c in chosen])
-            columns["pos_score"].append(float(pos_score[j]))
-            columns["source_row"].append(r)
-            stats.neg_scores += [float(scores[j, c]) for c in chosen]
-            written += 1
+        table, neg_scores, short = mined_columns(
+            m, src, src_rows, reason, idx, scores, pos_score, cands, out_path
+        )
+        written = table.num_rows
+        stats.neg_scores += neg_scores
         stats.pos_scores += pos_score.tolist()
         stats.rows_written += written
         stats.rows_short += short
         stats.rows_dropped += 0 if m.keep_short else short
         stats.per_source[src.name] = {"rows": len(src_rows), "written": written, "short": short}
-        tables[src.name] = pa.table(
-            columns,
-            schema=pa.schema(
-                [(c, pa.string()) for c in ("qry", "qry_image_path", "pos_text", "pos_image_path")]
-                + [("neg_text", pa.list_(pa.string())), ("neg_image_path", pa.list_(pa.string()))]
-                + [
-                    ("neg_score", pa.list_(pa.float32())),
-                    ("pos_score", pa.float32()),
-                    ("source_row", pa.int64()),
-                ]
-            ),
-        )
+        tables[src.name] = table
     return tables, stats
 
 
@@ -326,9 +352,9 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
 
     m = cfg.mine
     check_config(m)
-    state = process_state()
+    state = process_state(join_launch=True)
     sources, corpora, rows = read_train_corpora(cfg.data, ("qry", "tgt"), label_column=m.label_column)
-    model = load_model(cfg, state, explicit)
+    model, _ = load_embedding_model(cfg.model, explicit, state.device)
     out = Path(m.output_dir)
     if state.is_main_process:
         save_config(cfg, out / "config.yaml")
@@ -356,9 +382,7 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
         atomic_write_json(out / "mine.json", {"settings": dataclasses.asdict(m), "stats": stats.as_dict()})
         write_report(out, stats, cfg, training_overrides(cfg))
         print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
-    wait = getattr(state, "wait_for_everyone", None)
-    if state.num_processes > 1 and wait is not None:
-        wait()
+    barrier(state)
     return stats
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import Config
 from ..files import atomic_path, atomic_write_text
-from .mine import REASONS, MineStats
+from .mine_stats import REASONS, MineStats
 
 
 def _quantiles(values: list[float]) -> str:

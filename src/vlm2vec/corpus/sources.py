@@ -22,8 +22,8 @@ from ..config import ConfigError, DataConfig
 from ..data import BadRowError, PairSource, Side, build_sources
 from ..data.mmeb_train import subset_files
 from ..data.pairs import read_table
+from ..encoding.items import Item, item_key
 from ..errors import UserError
-from ..evaluation.items import Item, item_key
 from ..evaluation.mmeb_eval import file_stamp
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
-from .items import DedupedDataset
+from ..encoding.items import DedupedDataset
 
 METRICS = ("precision@1", "hit@5", "hit@10", "mrr")
 #: `eval.ties` values; the first is the default

@@ -27,16 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..backbones.base import check_placeholders
-from ..errors import UserError
+from ..errors import DatasetError
 from .registry import MMEB_DATASETS
 
 COLUMNS = ("qry_text", "qry_img_path", "tgt_text", "tgt_img_path")
 #: image roots tried under data_dir, in order, when eval.image_root is unset
 DEFAULT_IMAGE_SUBDIRS = ("eval_images", "eval_images/images", "images", "")
-
-
-class DatasetError(UserError, ValueError):
-    """Bad or missing evaluation data; the message names the dataset, file, row or column."""
 
 
 class MissingDatasetError(DatasetError):

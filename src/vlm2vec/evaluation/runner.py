@@ -25,7 +25,6 @@ process returns the same summary, and only the main process writes files.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -33,15 +32,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, EvalConfig
+from ..distributed import ProcessState, barrier, gather_objects, process_state
+from ..encoding import (
+    DedupedDataset,
+    EncodeSchedule,
+    ItemSource,
+    RepCache,
+    combine_throughput,
+    dedup_examples,
+    describe_throughput,
+    encode_schedule,
+    item_token_counts,
+    load_embedding_model,
+    model_fingerprint,
+    schedule_encoding,
+)
 from ..files import atomic_write_json, atomic_write_text
 from ..matryoshka import truncate_reps
-from .cache import RepCache
-from .encode import ItemSource, ProcessState, SingleProcess, _gather, plan_encoding, run_plan
-from .fingerprint import model_fingerprint
-from .items import dedup_examples
 from .metrics import METRICS, QueryScores, check_tie_rule, metrics_from_ranks, score_queries
 from .mmeb_eval import (
     DatasetError,
@@ -51,15 +62,9 @@ from .mmeb_eval import (
     find_datasets,
     load_eval_dataset,
 )
-from .model_settings import (
-    ResolvedModel,
-    apply_folder_defaults,
-    default_explicit_keys,
-    resolve_model_config,
-)
 from .registry import MMEB_DATASETS, dataset_info, select_datasets
 from .reports import build_summary, partial_note, write_reports
-from .token_counts import item_token_counts
+from .result_settings import batch_layout, data_signature, load_finished, result_settings
 
 logger = logging.getLogger(__name__)
 
@@ -77,73 +82,6 @@ class EvalStats:
     encode_seconds: float = 0.0
     #: per dataset encoded in this run: the figures written to throughput/<name>.json
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _default_state() -> ProcessState:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        from accelerate import PartialState
-
-        return PartialState()
-    return SingleProcess()
-
-
-def _barrier(state: ProcessState) -> None:
-    wait = getattr(state, "wait_for_everyone", None)
-    if state.num_processes > 1 and wait is not None:
-        wait()
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def data_signature(ds: EvalDataset) -> dict[str, str]:
-    """What a dataset's result came from: the parquet files' bytes and every image's size + mtime."""
-    parquet = hashlib.sha256()
-    for f in ds.files:
-        parquet.update(f"{f.name}:{_file_digest(f)}\n".encode())
-    images = hashlib.sha256()
-    for path in sorted(ds.image_stamps):
-        images.update(f"{path}:{ds.image_stamps[path]}\n".encode())
-    return {"parquet_sha256": parquet.hexdigest(), "images": images.hexdigest()}
-
-
-def batch_layout(eval_cfg: EvalConfig) -> str:
-    """The batch layout, "rows-<batch_size>" or "tokens-<batch_tokens>": it keys the cache and the
-    results, since a rep depends (in its last bits) on its batch's padding."""
-    if eval_cfg.batch_tokens is not None:
-        return f"tokens-{eval_cfg.batch_tokens}"
-    return f"rows-{eval_cfg.batch_size}"
-
-
-def _result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str, str]) -> dict[str, Any]:
-    """What a dataset's result and predictions files depend on; `top_k_predictions` shapes the
-    predictions file and `ties` the ranks, so changing either re-scores (from the cache)."""
-    return {
-        "model_fingerprint": fingerprint,
-        "batches": batch_layout(eval_cfg),
-        "max_queries": eval_cfg.max_queries,
-        "top_k_predictions": eval_cfg.top_k_predictions,
-        "ties": eval_cfg.ties,
-        "dim": eval_cfg.dim,
-        "data": signature,
-    }
-
-
-def _load_finished(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return record if record.get("settings") == settings else None
 
 
 def _predictions_jsonl(ds: EvalDataset, scored: list[QueryScores]) -> str:
@@ -179,6 +117,65 @@ def _config_dict(model: Any, eval_cfg: EvalConfig) -> dict[str, Any]:
     return {"model": model_part, "eval": dataclasses.asdict(eval_cfg)}
 
 
+def _schedules(
+    model: Any, ds: EvalDataset, dd: DedupedDataset, eval_cfg: EvalConfig, cache_dir: Path, fingerprint: str
+) -> dict[str, EncodeSchedule]:
+    """The encode schedule of each side (queries, candidates) of a dataset, through its cache."""
+    schedules = {}
+    for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where)):
+        source = ItemSource(ds.name, where)
+        counts = None
+        if eval_cfg.batch_tokens is not None:
+            max_length = getattr(getattr(model, "cfg", None), "max_length", None)
+            counts = item_token_counts(model.processor, items, ds.image_root, max_length, source.describe)
+        schedules[side] = schedule_encoding(
+            items,
+            eval_cfg.batch_size,
+            RepCache.for_dataset(cache_dir, fingerprint, ds.name, side, batch_layout(eval_cfg)),
+            image_stamps=ds.image_stamps,
+            source=source,
+            batch_tokens=eval_cfg.batch_tokens,
+            token_counts=counts,
+        )
+    return schedules
+
+
+def _encode_sides(
+    model: Any,
+    ds: EvalDataset,
+    schedules: dict[str, EncodeSchedule],
+    eval_cfg: EvalConfig,
+    state: ProcessState,
+    stats: EvalStats,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Each side's reps (cut to `eval.dim`) and the dataset's throughput, all processes together."""
+    todo = sum(s.num_todo_items for s in schedules.values())
+    start = time.perf_counter()
+    figures: dict[str, dict[str, Any]] = {side: {} for side in schedules}
+    with tqdm(total=todo, desc=f"encode {ds.name}", unit="item", disable=not state.is_main_process) as bar:
+        reps = {
+            side: encode_schedule(
+                model,
+                schedule,
+                image_root=ds.image_root,
+                state=state,
+                chunk_items=eval_cfg.cache_chunk_items,
+                num_workers=eval_cfg.num_workers,
+                bar=bar,
+                throughput=figures[side],
+            )
+            for side, schedule in schedules.items()
+        }
+    stats.encode_seconds += time.perf_counter() - start
+    throughput = combine_throughput(gather_objects([list(figures.values())], state))
+    throughput["batches"] = batch_layout(eval_cfg)
+    if eval_cfg.dim is not None:  # the cache holds full-size reps; a Matryoshka dim is cut here
+        reps = {
+            side: truncate_reps(r, eval_cfg.dim, "eval.dim") if r.numel() else r for side, r in reps.items()
+        }
+    return reps, throughput
+
+
 def _evaluate_dataset(
     model: Any,
     ds: EvalDataset,
@@ -189,50 +186,13 @@ def _evaluate_dataset(
     stats: EvalStats,
 ) -> tuple[dict[str, Any], list[QueryScores], dict[str, Any]]:
     dd = dedup_examples(ds.examples)
-    plans = {}
-    for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where)):
-        source = ItemSource(ds.name, where)
-        counts = None
-        if eval_cfg.batch_tokens is not None:
-            max_length = getattr(getattr(model, "cfg", None), "max_length", None)
-            counts = item_token_counts(model.processor, items, ds.image_root, max_length, source.describe)
-        plans[side] = plan_encoding(
-            items,
-            eval_cfg.batch_size,
-            RepCache.for_dataset(cache_dir, fingerprint, ds.name, side, batch_layout(eval_cfg)),
-            image_stamps=ds.image_stamps,
-            source=source,
-            batch_tokens=eval_cfg.batch_tokens,
-            token_counts=counts,
-        )
-    todo = sum(p.num_todo_items for p in plans.values())
+    schedules = _schedules(model, ds, dd, eval_cfg, cache_dir, fingerprint)
+    todo = sum(s.num_todo_items for s in schedules.values())
     stats.items_encoded += todo
     stats.items_from_cache += dd.num_items - todo
     stats.distinct_items += dd.num_items
     stats.naive_slots += dd.naive_slots
-    start = time.perf_counter()
-    figures: dict[str, dict[str, Any]] = {side: {} for side in plans}
-    with tqdm(total=todo, desc=f"encode {ds.name}", unit="item", disable=not state.is_main_process) as bar:
-        reps = {
-            side: run_plan(
-                model,
-                plan,
-                image_root=ds.image_root,
-                state=state,
-                chunk_items=eval_cfg.cache_chunk_items,
-                num_workers=eval_cfg.num_workers,
-                bar=bar,
-                throughput=figures[side],
-            )
-            for side, plan in plans.items()
-        }
-    stats.encode_seconds += time.perf_counter() - start
-    throughput = combine_throughput(_gather([list(figures.values())], state))
-    throughput["batches"] = batch_layout(eval_cfg)
-    if eval_cfg.dim is not None:  # the cache holds full-size reps; a Matryoshka dim is cut here
-        reps = {
-            side: truncate_reps(r, eval_cfg.dim, "eval.dim") if r.numel() else r for side, r in reps.items()
-        }
+    reps, throughput = _encode_sides(model, ds, schedules, eval_cfg, state, stats)
     scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions, ties=eval_cfg.ties)
     info = dataset_info(ds.name)
     record = {
@@ -245,44 +205,6 @@ def _evaluate_dataset(
         "ties": eval_cfg.ties,
     }
     return record, scored, throughput
-
-
-def combine_throughput(per_process: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """One dataset's figures from each process's `run_plan` figures (one dict per side, empty where
-    nothing was encoded): items summed, seconds of the slowest process (they run side by side),
-    input wait as a share of all processes' time, GPU utilisation averaged over the processes."""
-    items = seconds = 0.0
-    wait, util, wall = 0.0, [], 0.0
-    for sides in per_process:
-        own = 0.0
-        for f in sides:
-            if not f:
-                continue
-            items += f["items"]
-            own += f["seconds"]
-            wait += f["input_wait"] * f["seconds"]
-            if f.get("gpu_util_pct") is not None:
-                util.append(f["gpu_util_pct"])
-        seconds += own
-        wall = max(wall, own)
-    return {
-        "items": int(items),
-        "seconds": wall,
-        "items_per_s": items / wall if wall else None,
-        "input_wait": wait / seconds if seconds else None,
-        "gpu_util_pct": sum(util) / len(util) if util else None,
-        "processes": len(per_process),
-    }
-
-
-def describe_throughput(t: dict[str, Any]) -> str:
-    """'123.4 items/s, 12% waiting for input, GPU 80% busy' (the parts that were measured)."""
-    if not t.get("items_per_s"):
-        return "nothing encoded"
-    parts = [f"{t['items_per_s']:.1f} items/s", f"{100 * t['input_wait']:.0f}% waiting for input"]
-    if t.get("gpu_util_pct") is not None:
-        parts.append(f"GPU {t['gpu_util_pct']:.0f}% busy")
-    return ", ".join(parts)
 
 
 def select_present(eval_cfg: EvalConfig) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -336,7 +258,7 @@ def evaluate_model(
     if not eval_cfg.data_dir:
         raise ConfigError("eval.data_dir is not set: point it at a local MMEB-eval folder")
     check_tie_rule(eval_cfg.ties)
-    state = state or _default_state()
+    state = state or process_state()
     stats = stats if stats is not None else EvalStats()
     out = Path(eval_cfg.output_dir)
     cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.cache_dir else out / "cache"
@@ -352,9 +274,9 @@ def evaluate_model(
         ds = load_eval_dataset(
             eval_cfg.data_dir, name, image_root=eval_cfg.image_root, max_queries=eval_cfg.max_queries
         )
-        settings = _result_settings(fingerprint, eval_cfg, data_signature(ds))
+        settings = result_settings(fingerprint, eval_cfg, data_signature(ds))
         result_path = out / "datasets" / f"{name}.json"
-        finished = _load_finished(result_path, settings)
+        finished = load_finished(result_path, settings)
         if finished is not None:
             records[name] = finished["metrics"]
             stats.datasets_reused.append(name)
@@ -376,7 +298,7 @@ def evaluate_model(
             )
         records[name] = record
         stats.datasets_evaluated.append(name)
-        _barrier(state)
+        barrier(state)
 
     summary = build_summary(
         records,
@@ -391,19 +313,8 @@ def evaluate_model(
         write_reports(summary, out)
         if summary["partial"]:
             logger.warning("%s", partial_note(summary))
-    _barrier(state)
+    barrier(state)
     return summary
-
-
-def load_model_for_eval(model_cfg: Any, explicit: set[str] | None = None) -> tuple[Any, ResolvedModel]:
-    """Open the model with the settings that should run (`resolve_model_config`): a saved folder's own
-    settings unless a key is in `explicit` (dotted or bare model keys; None: the keys that differ
-    from the ModelConfig defaults). Returns the model and the resolution (what was overridden)."""
-    from ..model import EmbeddingModel
-
-    keys = default_explicit_keys(model_cfg) if explicit is None else explicit
-    resolved = apply_folder_defaults(resolve_model_config(model_cfg, keys), keys)
-    return EmbeddingModel.from_config(resolved.cfg), resolved
 
 
 def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]:
@@ -413,15 +324,11 @@ def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]
     folder's settings yield only to those. The `config.yaml` written beside the results holds the
     model settings that ran, and summary.json's `model_settings` lists the overrides.
     """
-    import torch
-    from accelerate import PartialState
-
     from ..config import save_config
     from .reports import format_table
 
-    state = PartialState(cpu=not torch.cuda.is_available())
-    model, resolved = load_model_for_eval(cfg.model, explicit)
-    model = model.to(state.device)
+    state = process_state(join_launch=True)
+    model, resolved = load_embedding_model(cfg.model, explicit, state.device)
     ran = dataclasses.replace(cfg, model=getattr(model, "cfg", resolved.cfg))
     if state.is_main_process:
         logger.info("%s", resolved.describe())
@@ -435,9 +342,7 @@ def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]
 
 __all__ = [
     "EvalStats",
-    "data_signature",
     "evaluate_model",
-    "load_model_for_eval",
     "run_evaluation",
     "select_present",
 ]

@@ -2,7 +2,7 @@
 
 It holds exactly what changes embeddings: (1) the model class and its `ModelConfig` without the
 fields that only say where files live (`path`, `checkpoint`) or only matter for training
-(`model_settings.TRAINING_ONLY_KEYS`: temperature, LoRA hyper-parameters, gradient checkpointing),
+(`model_loading.TRAINING_ONLY_KEYS`: temperature, LoRA hyper-parameters, gradient checkpointing),
 (2) the adapter settings a loaded PEFT model really runs with (its `peft_config`: r, alpha and so
 the LoRA scale come from the adapter folder, not from `ModelConfig`), (3) the device type, and (4) the
 name, dtype, shape and raw bytes of every parameter and buffer. So two loads of the same weights share
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .model_settings import LOCATION_KEYS, TRAINING_ONLY_KEYS
+from .model_loading import LOCATION_KEYS, TRAINING_ONLY_KEYS
 
 _EXCLUDED = LOCATION_KEYS | TRAINING_ONLY_KEYS
 

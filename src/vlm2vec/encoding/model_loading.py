@@ -1,9 +1,10 @@
-"""Which model settings an evaluation runs with: the saved folder's, unless set explicitly.
+"""Open the model that evaluation, embedding and mining encode with: the saved folder's settings,
+unless set explicitly.
 
 A folder written by `EmbeddingModel.save_pretrained` (train.py's `final/`, an adapter or a merged
 model) carries its `ModelConfig` in `vlm2vec.json`: `max_length`, `num_crops`, `normalize`,
 `backbone`, pixel limits, prompt format, dtype. Those settings produced the embeddings the model was
-trained for, so evaluation uses them, whether the folder is given as `model.path=<saved folder>` or
+trained for, so encoding uses them, whether the folder is given as `model.path=<saved folder>` or
 as `model.path=<base> model.checkpoint=<saved adapter folder>`. A key set explicitly (in the YAML
 file or on the command line) overrides the saved value; every such override is reported (logged and
 recorded in summary.json under `model_settings`), and the `config.yaml` beside the results holds the
@@ -176,3 +177,18 @@ def default_explicit_keys(requested: ModelConfig) -> set[str]:
         for f in dataclasses.fields(ModelConfig)
         if getattr(requested, f.name) != getattr(default, f.name)
     }
+
+
+def load_embedding_model(
+    model_cfg: ModelConfig, explicit: set[str] | None = None, device: Any = None
+) -> tuple[Any, ResolvedModel]:
+    """Open the model with the settings that should run (`resolve_model_config`): a saved folder's own
+    settings unless a key is in `explicit` (dotted or bare model keys; None: the keys that differ
+    from the ModelConfig defaults), moved to `device` when given. Returns the model and the
+    resolution (what was overridden)."""
+    from ..model import EmbeddingModel
+
+    keys = default_explicit_keys(model_cfg) if explicit is None else explicit
+    resolved = apply_folder_defaults(resolve_model_config(model_cfg, keys), keys)
+    model = EmbeddingModel.from_config(resolved.cfg)
+    return (model if device is None else model.to(device)), resolved

@@ -1,4 +1,5 @@
-"""Distinct-item deduplication: every distinct (text, image) of a dataset is encoded once.
+"""Distinct items: what is encoded (a text and an image), its cache key, and the deduplication that
+encodes every distinct (text, image) of a dataset once.
 
 Candidates repeat heavily across queries (a classification dataset's candidates are its class names),
 so the naive `queries + queries x candidates` encodings shrink to a small fraction. Queries and
@@ -10,11 +11,11 @@ encoders that treat the sides differently.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
-
-from .mmeb_eval import EvalExample
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,27 @@ def item_key(item: Item, image_stamp: str = "") -> str:
         item.text.encode("utf-8") + b"\0" + item.image.encode("utf-8") + b"\0" + image_stamp.encode()
     )
     return digest.hexdigest()
+
+
+class Example(Protocol):
+    """A query and its candidates, as an MMEB-eval row holds them (`evaluation.EvalExample`)."""
+
+    qry_text: str
+    qry_img: str
+    tgt_texts: Sequence[str]
+    tgt_imgs: Sequence[str]
+
+
+@dataclass
+class ItemSource:
+    """Where a side's items come from, for error messages: dataset and each item's (row, column)."""
+
+    dataset: str = ""
+    where: list[tuple[int, str]] = field(default_factory=list)
+
+    def describe(self, i: int) -> str:
+        row, column = self.where[i] if i < len(self.where) else (None, None)
+        return f"dataset {self.dataset!r}, row {row}, column {column!r}"
 
 
 @dataclass
@@ -74,7 +96,7 @@ def _intern(
     return idx
 
 
-def dedup_examples(examples: list[EvalExample]) -> DedupedDataset:
+def dedup_examples(examples: Sequence[Example]) -> DedupedDataset:
     """Map queries and candidates to their distinct items, keeping first-seen order."""
     qry_table: dict[Item, int] = {}
     tgt_table: dict[Item, int] = {}

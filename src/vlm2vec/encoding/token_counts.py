@@ -1,4 +1,4 @@
-"""Token counts of eval items before they are encoded, to cut batches by padded tokens (eval.batch_tokens).
+"""Token counts of items before they are encoded, to cut batches by padded tokens (eval.batch_tokens).
 
 A batch's cost is rows x its longest row, and an MMEB side mixes image rows (hundreds of tokens)
 with short text rows, so batches are sized by an estimate of each item's tokens, known before any
@@ -26,6 +26,7 @@ from PIL import Image
 from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
 from ..chunking import row_lengths
 from ..config import ConfigError
+from ..errors import DatasetError
 from .items import Item
 
 #: texts tokenised per processor call while counting
@@ -83,8 +84,6 @@ def item_token_counts(
         try:
             size = image_size(image_root, items[i].image)
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad files
-            from .mmeb_eval import DatasetError
-
             where = describe(i) if describe is not None else f"item {i}"
             raise DatasetError(
                 f"{where}: cannot read image {str(image_root / items[i].image)!r}: {type(exc).__name__}: {exc}"
