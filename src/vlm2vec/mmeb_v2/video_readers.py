@@ -176,20 +176,11 @@ def _momentseeker(rows: Rows, fr: Path, data: TaskData) -> None:
 PARSERS: dict[str, tuple[tuple[str, ...], Callable[[Rows, Path, TaskData], None]]] = {
     "video_classification": (("video_id", "pos_text"), _classification),
     "ssv2": (("video_id", "pos_text", "neg_text"), _ssv2),
-    "msrvtt": (
-        ("video_id", "caption"),
-        _retrieval("video_id", lambda r: r["caption"], lambda r: r["video_id"]),
-    ),
-    "msvd": (
-        ("video_id", "caption"),
-        _retrieval("video_id", lambda r: r["caption"][0], lambda r: r["video_id"]),
-    ),
-    "didemo": (
-        ("video", "caption"),
-        _retrieval("video", lambda r: r["caption"], lambda r: _stem(r["video"])),
-    ),
-    "youcook2": (("id", "sentence"), _retrieval("id", lambda r: r["sentence"], lambda r: str(r["id"]))),
-    "vatex": (("videoID", "enCap"), _retrieval("videoID", lambda r: r["enCap"][0], lambda r: r["videoID"])),
+    "msrvtt": (("video_id", "caption"), _retrieval(lambda r: str(r["video_id"]), lambda r: r["caption"])),
+    "msvd": (("video_id", "caption"), _retrieval(lambda r: str(r["video_id"]), lambda r: r["caption"][0])),
+    "didemo": (("video", "caption"), _retrieval(lambda r: _stem(r["video"]), lambda r: r["caption"])),
+    "youcook2": (("id", "sentence"), _retrieval(lambda r: str(r["id"]), lambda r: r["sentence"])),
+    "vatex": (("videoID", "enCap"), _retrieval(lambda r: str(r["videoID"]), lambda r: r["enCap"][0])),
     "videomme": (("question", "videoID", "options", "answer"), _videomme),
     "nextqa": (("video", "question", "answer", "a0", "a4"), _nextqa),
     "egoschema": (("video_idx", "question", "answer", "option"), _egoschema),
