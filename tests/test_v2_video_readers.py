@@ -32,6 +32,19 @@ def test_classification_ranks_the_task_labels_and_counts_short_videos(root):
     assert counts["videos checked"] == 4 and counts["videos with fewer than 8 frames (all used)"] == 1
 
 
+def test_classification_ranks_a_given_class_list_and_refuses_labels_outside_it(root):
+    clone, frames = root / "video-tasks/Kinetics-700", root / "video-tasks/frames/video_cls/K700"
+    classes = ["juggling_balls", "abseiling", "waiting_in_line", "yawning"]
+    data = read_video_task(task("K700"), clone, frames, label_pool=classes)
+    assert data.pool(data.queries[0]) == classes
+    assert "class labels taken from the rows (no class list given)" not in data.counts
+    assert read_video_task(task("K700"), clone, frames).counts == {
+        "class labels taken from the rows (no class list given)": 3
+    }
+    with pytest.raises(DataError, match="'waiting_in_line'"):
+        read_video_task(task("K700"), clone, frames, label_pool=["abseiling", "juggling_balls"])
+
+
 def test_local_pool_is_the_rows_own_list_and_global_pool_every_video(root):
     ssv2 = _read(root, "SmthSmthV2")
     assert ssv2.pool(ssv2.queries[2]) == [

@@ -187,13 +187,22 @@ def format_locations(found: list[Located]) -> str:
     return "\n".join(lines)
 
 
-def read_task(found: Located, *, allow_old: bool = False, skip_unjudged: bool = False) -> TaskData:
-    """Read a located video or visual-document task (image tasks are read by the V1 evaluator)."""
+def read_task(
+    found: Located,
+    *,
+    allow_old: bool = False,
+    skip_unjudged: bool = False,
+    label_pool: list[str] | None = None,
+) -> TaskData:
+    """Read a located video or visual-document task (image tasks are read by the V1 evaluator);
+    `label_pool` is the class list of a video classification task."""
     if not found.ready:
         raise DataError(f"task {found.task.name!r} is not ready: {'; '.join(found.problems)}")
     assert found.annotations is not None and found.media is not None
     if found.task.modality == VIDEO:
-        return read_video_task(found.task, found.annotations, found.media, found.media_layout, allow_old)
+        return read_video_task(
+            found.task, found.annotations, found.media, found.media_layout, allow_old, label_pool
+        )
     if found.task.modality == VISDOC:
         return read_visdoc_task(
             found.task,

@@ -4,8 +4,9 @@ Each parser follows the reference's columns, candidate names and frame-folder na
 family (MMEB-V2.md §2.2-2.3). Query texts hold the task's data part (caption, question and options,
 moment query); the instruction is prepended by the prompt layer. Frame folders are not opened here:
 `check_videos` validates them all before encoding, naming task, row and video on a missing one.
-The classification tasks rank the distinct labels of their rows (the reference ranks its hard-coded
-class list, which may hold classes that no row uses).
+The classification tasks rank their class list when one is given (`label_pool`; the reference ranks
+a hard-coded list of 700 / 51 / 101 / 10 classes), else the distinct labels of their rows, which may
+be fewer than the reference's list and is counted.
 """
 
 from __future__ import annotations
@@ -204,10 +205,29 @@ def _mvbench_rows(task: Task, clone: Path) -> tuple[Rows, list[Path]]:
     return rows, files
 
 
+def _use_label_pool(data: TaskData, label_pool: list[str] | None) -> None:
+    if label_pool is None:
+        data.count("class labels taken from the rows (no class list given)", len(data.candidates))
+        return
+    known = set(label_pool)
+    unknown = [label for label in data.candidates if label not in known]
+    if unknown:
+        raise DataError(f"task {data.task.name!r}: labels {unknown[:5]} are not in the given class list")
+    data.candidates = {label: Candidate(label, text=label) for label in dict.fromkeys(label_pool)}
+
+
 def read_video_task(
-    task: Task, clone: Path, frame_root: Path, layout: str = "reference", allow_old: bool = False
+    task: Task,
+    clone: Path,
+    frame_root: Path,
+    layout: str = "reference",
+    allow_old: bool = False,
+    label_pool: list[str] | None = None,
 ) -> TaskData:
-    """Read one video task from its annotation clone and frame root (validated by `check_videos`)."""
+    """Read one video task from its annotation clone and frame root (validated by `check_videos`);
+    `label_pool` is the class list a classification task ranks."""
+    if label_pool is not None and task.parser != "video_classification":
+        raise ValueError(f"task {task.name!r}: a class list applies only to the classification tasks")
     if task.parser == "mvbench":
         rows, files = _mvbench_rows(task, clone)
     else:
@@ -230,6 +250,8 @@ def read_video_task(
         raise DataError(
             f"task {task.name!r}, row {row} of {str(files[0])!r}: malformed annotation: {exc!r}"
         ) from exc
+    if task.parser == "video_classification":
+        _use_label_pool(data, label_pool)
     return data
 
 
