@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vlm2vec import cli
-from vlm2vec.config import Config, ConfigError, PairSourceConfig, load_config, parse_cli
+from vlm2vec import commands as cli
+from vlm2vec.commands import parse_cli
+from vlm2vec.config import Config, ConfigError, PairSourceConfig, load_config
 from vlm2vec.data import BadRowError, read_pairs
 from vlm2vec.errors import unwrap_worker_error, user_message
 
@@ -141,11 +142,11 @@ def test_null_is_allowed_where_documented():
     assert cfg.train.qry_chunk_size is None and cfg.train.max_grad_norm is None
 
 
-def test_parse_cli_reports_explicit_keys_and_keeps_unpacking(tmp_path):
+def test_parse_cli_reports_explicit_keys_and_sources(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  seed: 3\ndata:\n  pairs:\n    - {name: a, path: a.jsonl}\n")
     parsed = parse_cli(["--config", str(path), "--model.lora=true", "--allow-changed=train.lr, train.seed"])
-    cfg, overrides = parsed
+    cfg, overrides = parsed.config, parsed.overrides
     assert cfg is parsed.config and overrides == parsed.overrides
     assert parsed.explicit == {"train.seed", "data.pairs", "model.lora", "train.allow_changed"}
     assert cfg.train.allow_changed == ["train.lr", "train.seed"]

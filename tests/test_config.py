@@ -3,13 +3,13 @@
 import pytest
 import yaml
 
+from vlm2vec.commands import parse_cli
 from vlm2vec.config import (
     Config,
     ConfigError,
     PairSourceConfig,
     dump_config,
     load_config,
-    parse_cli,
     save_config,
 )
 
@@ -84,7 +84,8 @@ def test_nested_list_of_dataclasses_is_typed():
 
 def test_parse_cli_reads_config_file_and_resume_flag(tmp_path):
     path = save_config(Config(), tmp_path / "c.yaml")
-    cfg, overrides = parse_cli(["--config", str(path), "--train.seed=3", "--resume"])
+    parsed = parse_cli(["--config", str(path), "--train.seed=3", "--resume"])
+    cfg, overrides = parsed.config, parsed.overrides
     assert cfg.train.seed == 3 and cfg.train.resume is True
     assert overrides == ["--train.seed=3", "--train.resume=true"]
 

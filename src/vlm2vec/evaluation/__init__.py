@@ -8,7 +8,7 @@ rows. `run_evaluation(cfg)` is what `evaluate.py` calls. See docs/evaluation.md.
 
 from .fingerprint import model_fingerprint
 from .items import DedupedDataset, Item, dedup_examples, item_key
-from .metrics import TIE_RULES, metrics_from_ranks, positive_rank, score_queries
+from .metrics import metrics_from_ranks, positive_rank, score_queries
 from .mmeb_eval import (
     DatasetError,
     EvalDataset,
@@ -26,7 +26,6 @@ __all__ = [
     "META_TASKS",
     "MMEB_DATASETS",
     "PUBLISHED_RESULTS",
-    "TIE_RULES",
     "ResolvedModel",
     "DatasetError",
     "DatasetInfo",
