@@ -9,7 +9,6 @@ choices raise `ConfigError`, which names the key and where it was set (`file:lin
 
 from .fields import ConfigError, changed_fields, choices_of, describe_fields, opt, unused_settings
 from .loading import (
-    apply_overrides,
     dump_config,
     from_dict,
     keys_set_in,
@@ -40,7 +39,6 @@ __all__ = [
     "ModelConfig",
     "PairSourceConfig",
     "TrainConfig",
-    "apply_overrides",
     "changed_fields",
     "choices_of",
     "describe_fields",
