@@ -277,3 +277,28 @@ def test_a_prompt_format_the_backbone_lacks_is_one_line(tiny_qwen_dir, tmp_path,
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]  # after transformers' weight-loading bar
     assert last.startswith("error: model.prompt_format must be 'vlm2vec' or 'native' for Qwen2-VL"), last
+
+
+def test_the_commands_package_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlm2vec.commands", "compare", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: vlm2vec compare"), proc.stderr[-2000:]
+
+
+def test_only_the_commands_package_has_a_main():
+    src = ROOT / "src" / "vlm2vec"
+    offenders = []
+    for path in src.rglob("*.py"):
+        if path.relative_to(src).parts[0] == "commands":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "main":
+                offenders.append(f"{path}: def main")
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                offenders.append(f"{path}: __main__ block")
+    assert offenders == []

@@ -1,18 +1,11 @@
-"""The `vlm2vec` command line: `vlm2vec train ...`, `vlm2vec eval ...` (train.py and evaluate.py call
-the same functions), every expected error as one line with exit status 2.
-
-Why our own parser rather than tyro, draccus or jsonargparse: the config is already one set of typed
-dataclasses with a one-line help on every field (`config.opt`), read from YAML with YAML 1.2 values
-(`mixed_precision: no` stays the string "no", `1e-5` is a float) in files and flags alike. The
-libraries would add a dependency, parse flag values by their own rules (a second value syntax beside
-the YAML files), and format errors without the file:line of the YAML key at fault. Walking the
-dataclasses for `--help` and adding did-you-mean takes a few dozen lines here; `--help` imports only
-`vlm2vec.config` (PyYAML), never torch, so it answers at once.
-
-Subcommands are a table, name -> `Command(help, "module:function", takes_config)`, one module per
-command, imported only when run. A `takes_config` command gets the resolved `Config` (this package
-handles `--config`, overrides, `--help`, `--print-config`); any other gets its raw arguments. To add
-one, add a module and an entry.
+"""The `vlm2vec` command line as a table, name -> `Command(help, "module:function", takes_config)`,
+one module per command, imported only when run (train.py and evaluate.py call the same `main`); a
+`takes_config` command gets the resolved `Config` (this package handles `--config`, overrides,
+`--help`, `--print-config`), any other its raw arguments, and every expected error ends as one line
+with exit status 2. Our own parser rather than tyro, draccus or jsonargparse: the config already is
+one set of typed dataclasses with a help on every field, read with YAML 1.2 values in files and flags
+alike; a library would add a dependency, a second value syntax and errors without the YAML file:line,
+while `--help` here walks the dataclasses in a few dozen lines and never imports torch.
 """
 
 from __future__ import annotations

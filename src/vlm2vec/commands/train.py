@@ -1,8 +1,7 @@
-"""`vlm2vec train` / train.py: logging set-up, the run, and a clean exit in distributed runs.
-
-Expected errors (`UserError`) propagate to `commands.running.run_command`, which prints them as one
-line (exit 2). In a distributed run each rank leaves at once instead (see `_leave`), printing the line
-itself, prefixed with its rank.
+"""`vlm2vec train` / train.py: logging set-up, the run, and a clean exit in distributed runs. Expected
+errors (`UserError`) propagate to `running.run_command`, which prints them as one line (exit 2); in a
+distributed run each rank leaves at once instead (see `_leave`), printing the line itself, prefixed
+with its rank.
 """
 
 from __future__ import annotations
