@@ -24,6 +24,14 @@ class ConfigError(UserError, ValueError):
         self.key = key
 
 
+class Section:
+    """Base of the config sections: `validate()` holds the rules that tie several of its fields
+    together (each field's own range and choices are checked from its declaration)."""
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the key when fields contradict each other; none by default."""
+
+
 class Check(NamedTuple):
     """A range rule for a number: `test(value)` must hold; `wants` says what it asks for."""
 
