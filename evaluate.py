@@ -8,7 +8,7 @@ is `vlm2vec compare RUN_A RUN_B`. Several processes: `torchrun
 
 import sys
 
-from vlm2vec.cli import main
+from vlm2vec.commands import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

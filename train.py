@@ -6,7 +6,7 @@ The same as `vlm2vec train ...`; `--help` lists every config key. Distributed: `
 
 import sys
 
-from vlm2vec.cli import main
+from vlm2vec.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]], prog="train.py"))

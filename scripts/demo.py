@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str]) -> int:
     os.chdir(ROOT)  # the demo config uses paths relative to the repository
     from vlm2vec import EmbeddingModel
+    from vlm2vec.commands.train import run
     from vlm2vec.config import load_config
     from vlm2vec.evaluation import evaluate_model, format_table
     from vlm2vec.testing import prepare_demo_assets
-    from vlm2vec.training import run
 
     cfg = load_config(ROOT / "configs/train/demo.yaml", argv)
     t0 = time.time()
@@ -70,6 +70,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from vlm2vec.cli import run_command
+    from vlm2vec.commands import run_command
 
     sys.exit(run_command(lambda: main(sys.argv[1:])))

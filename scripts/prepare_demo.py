@@ -7,15 +7,14 @@ config points (nothing is overwritten). Run it (or `make demo`) before
 
 import sys
 
-from vlm2vec.cli import run_command
-from vlm2vec.config import parse_cli
+from vlm2vec.commands import parse_cli, run_command
 from vlm2vec.testing import prepare_demo_assets
 
 
 def main(argv: list[str]) -> None:
     if not any(a == "--config" or a.startswith("--config=") for a in argv):
         argv = ["--config", "configs/train/demo.yaml", *argv]
-    cfg, _ = parse_cli(argv)
+    cfg = parse_cli(argv).config
     written = prepare_demo_assets(cfg)
     print("\n".join(f"wrote {p}" for p in written) or "demo assets already present")
 

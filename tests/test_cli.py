@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vlm2vec import cli
-from vlm2vec.config import Config, ConfigError, PairSourceConfig, load_config, parse_cli
+from vlm2vec import commands as cli
+from vlm2vec.commands import parse_cli
+from vlm2vec.config import Config, ConfigError, PairSourceConfig, load_config
 from vlm2vec.data import BadRowError, read_pairs
 from vlm2vec.errors import unwrap_worker_error, user_message
 
@@ -141,11 +142,11 @@ def test_null_is_allowed_where_documented():
     assert cfg.train.qry_chunk_size is None and cfg.train.max_grad_norm is None
 
 
-def test_parse_cli_reports_explicit_keys_and_keeps_unpacking(tmp_path):
+def test_parse_cli_reports_explicit_keys_and_sources(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  seed: 3\ndata:\n  pairs:\n    - {name: a, path: a.jsonl}\n")
     parsed = parse_cli(["--config", str(path), "--model.lora=true", "--allow-changed=train.lr, train.seed"])
-    cfg, overrides = parsed
+    cfg, overrides = parsed.config, parsed.overrides
     assert cfg is parsed.config and overrides == parsed.overrides
     assert parsed.explicit == {"train.seed", "data.pairs", "model.lora", "train.allow_changed"}
     assert cfg.train.allow_changed == ["train.lr", "train.seed"]
@@ -276,3 +277,28 @@ def test_a_prompt_format_the_backbone_lacks_is_one_line(tiny_qwen_dir, tmp_path,
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]  # after transformers' weight-loading bar
     assert last.startswith("error: model.prompt_format must be 'vlm2vec' or 'native' for Qwen2-VL"), last
+
+
+def test_the_commands_package_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "vlm2vec.commands", "compare", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: vlm2vec compare"), proc.stderr[-2000:]
+
+
+def test_only_the_commands_package_has_a_main():
+    src = ROOT / "src" / "vlm2vec"
+    offenders = []
+    for path in src.rglob("*.py"):
+        if path.relative_to(src).parts[0] == "commands":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "main":
+                offenders.append(f"{path}: def main")
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                offenders.append(f"{path}: __main__ block")
+    assert offenders == []

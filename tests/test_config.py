@@ -3,13 +3,13 @@
 import pytest
 import yaml
 
+from vlm2vec.commands import parse_cli
 from vlm2vec.config import (
     Config,
     ConfigError,
     PairSourceConfig,
     dump_config,
     load_config,
-    parse_cli,
     save_config,
 )
 
@@ -84,7 +84,8 @@ def test_nested_list_of_dataclasses_is_typed():
 
 def test_parse_cli_reads_config_file_and_resume_flag(tmp_path):
     path = save_config(Config(), tmp_path / "c.yaml")
-    cfg, overrides = parse_cli(["--config", str(path), "--train.seed=3", "--resume"])
+    parsed = parse_cli(["--config", str(path), "--train.seed=3", "--resume"])
+    cfg, overrides = parsed.config, parsed.overrides
     assert cfg.train.seed == 3 and cfg.train.resume is True
     assert overrides == ["--train.seed=3", "--train.resume=true"]
 
@@ -104,3 +105,55 @@ def test_yaml_12_scalars_keep_no_as_a_string_and_read_exponent_floats(tmp_path):
     cfg = load_config(path, ["--train.weight_decay=1e-2"])
     assert cfg.train.mixed_precision == "no" and cfg.train.lr == 2e-5 and cfg.train.weight_decay == 0.01
     assert load_config(None, ["--train.mixed_precision=no"]).train.mixed_precision == "no"
+
+
+def _choice_fields():
+    import dataclasses
+
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory):
+            if f.metadata["choices"] is not None:
+                yield section.name, f
+
+
+def test_every_field_with_choices_rejects_another_value_naming_the_key():
+    found = list(_choice_fields())
+    assert len(found) >= 13
+    for section, f in found:
+        assert getattr(getattr(Config(), section), f.name) in f.metadata["choices"], (section, f.name)
+        flag = f"--{section}.{f.name}=bogus"
+        with pytest.raises(
+            ConfigError, match=rf"^command-line flag {flag}: {section}\.{f.name} must be one of"
+        ):
+            load_config(None, [flag])
+
+
+def test_applies_when_names_a_mode_field_of_the_same_section_and_its_choices():
+    import dataclasses
+
+    from vlm2vec.config import choices_of
+
+    for section in dataclasses.fields(Config):
+        cls = section.default_factory
+        for f in dataclasses.fields(cls):
+            for mode, values in (f.metadata["applies_when"] or {}).items():
+                assert set(values) <= set(choices_of(cls, mode)), (section.name, f.name)
+
+
+def test_a_setting_the_mode_ignores_is_an_error_and_a_default_value_is_not_set():
+    from vlm2vec.config import MineConfig, validate_config
+
+    with pytest.raises(ConfigError, match=r"mine\.seed is read only with mine\.strategy=sample, not top"):
+        validate_config(Config(mine=MineConfig(seed=3)))
+    # a saved config lists every key at its value: the defaults of unused keys do not count as set
+    assert validate_config(Config(mine=MineConfig(strategy="sample", seed=3))).mine.seed == 3
+    assert load_config(None, ["--mine.strategy=sample", "--mine.rank_start=1"]).mine.strategy == "sample"
+
+
+def test_tables_keyed_by_a_choice_hold_exactly_its_values():
+    from vlm2vec.backbones.base import DTYPES
+    from vlm2vec.backbones.llava_next import RESOLUTIONS
+    from vlm2vec.config import ModelConfig, choices_of
+
+    assert tuple(DTYPES) == choices_of(ModelConfig, "dtype")
+    assert tuple(RESOLUTIONS) == choices_of(ModelConfig, "image_resolution")

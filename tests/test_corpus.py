@@ -334,31 +334,36 @@ def test_two_process_embed_and_mine_equal_one_process(tmp_path, tiny_qwen_dir):
 
 
 def test_entry_points_parse_the_one_config_and_name_bad_keys(tmp_path, capsys):
-    from vlm2vec.corpus import embed, mine
+    from vlm2vec.commands import main as vlm2vec
+
+    def command(name):
+        return lambda argv: vlm2vec([name, *argv])
+
+    embed, mine = command("embed"), command("mine")
 
     cases = [
-        (mine.main, ["--mine.strategy=best"], "mine.strategy: 'best'"),
-        (mine.main, [f"--mine.corpus_dir={tmp_path}"], "mine.scope=source needs the training targets"),
-        (mine.main, ["--mine.topk=3"], "unknown config key 'mine.topk'"),
+        (mine, ["--mine.strategy=best"], "mine.strategy: 'best'"),
+        (mine, [f"--mine.corpus_dir={tmp_path}"], "mine.scope=source needs the training targets"),
+        (mine, ["--mine.topk=3"], "unknown config key 'mine.topk'"),
         (
-            mine.main,
+            mine,
             ["--mine.rank_start=3"],
             "mine.rank_start is read only with mine.strategy=range, not top",
         ),
-        (mine.main, ["--mine.seed=3"], "mine.seed is read only with mine.strategy=sample, not top"),
+        (mine, ["--mine.seed=3"], "mine.seed is read only with mine.strategy=sample, not top"),
         (
-            embed.main,
+            embed,
             ["--embed.source=images", f"--embed.path={tmp_path / 'nope'}"],
             f"image folder not found: {tmp_path / 'nope'}",
         ),
-        (embed.main, ["--embed.source=video"], "embed.source: 'video'"),
+        (embed, ["--embed.source=video"], "embed.source: 'video'"),
         (  # settings the chosen source would ignore
-            embed.main,
+            embed,
             ["--embed.source=texts", f"--embed.path={tmp_path}", "--embed.side=qry"],
             "embed.side is read only with embed.source=train, not texts",
         ),
         (
-            embed.main,
+            embed,
             ["--embed.image_text=<|image_1|> x"],
             "embed.image_text is read only with embed.source=images",
         ),

@@ -6,10 +6,11 @@ import json
 import pytest
 
 from eval_fakes import FakeEncoder
+from vlm2vec.commands.compare import run as compare_command
 from vlm2vec.config import EvalConfig
 from vlm2vec.errors import UserError
 from vlm2vec.evaluation import evaluate_model
-from vlm2vec.evaluation.compare import main, run_compare
+from vlm2vec.evaluation.compare import run_compare
 from vlm2vec.evaluation.registry import PUBLISHED_RESULTS
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_eval
 
@@ -66,6 +67,6 @@ def test_runs_under_different_tie_rules_or_without_summary_fail_naming_them(runs
 
 
 def test_main_writes_the_comparison_and_prints_it(runs, tmp_path, capsys):
-    assert main([str(runs[0]), str(runs[1]), "--output-dir", str(tmp_path / "m")]) == 0
+    assert compare_command([str(runs[0]), str(runs[1]), "--output-dir", str(tmp_path / "m")]) == 0
     assert "| ImageNet-1K |" in capsys.readouterr().out
     assert (tmp_path / "m" / "compare.md").is_file()

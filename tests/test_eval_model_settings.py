@@ -6,7 +6,8 @@ from dataclasses import asdict
 import pytest
 import yaml
 
-from vlm2vec.config import Config, ConfigError, EvalConfig, ModelConfig, explicit_keys
+from vlm2vec.commands import parse_cli
+from vlm2vec.config import Config, ConfigError, EvalConfig, ModelConfig
 from vlm2vec.encoding import resolve_model_config
 
 SAVED = ModelConfig(
@@ -19,6 +20,11 @@ def _saved_folder(tmp_path, kind="full", cfg=SAVED):
     folder.mkdir(parents=True)
     (folder / "vlm2vec.json").write_text(json.dumps({"format": 1, "kind": kind, "model": asdict(cfg)}))
     return folder
+
+
+def explicit_keys(path, overrides):
+    """The keys the YAML file or a flag set, as the command line reports them."""
+    return parse_cli(([f"--config={path}"] if path else []) + overrides).explicit
 
 
 def test_explicit_keys_from_yaml_file_and_overrides(tmp_path):

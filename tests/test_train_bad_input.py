@@ -11,7 +11,7 @@ import pytest
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
-from vlm2vec import cli
+from vlm2vec import commands as cli
 from vlm2vec.config import Config, DataConfig, PairSourceConfig, TrainConfig, save_config
 from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train

@@ -19,12 +19,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
+from vlm2vec.commands.train import run
 from vlm2vec.config import Config, DataConfig, TrainConfig
 from vlm2vec.errors import CheckpointError, ResumeError
 from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
 from vlm2vec.training import checkpoint as ckpt_module
-from vlm2vec.training import run, train
+from vlm2vec.training import train
 from vlm2vec.training.checkpoint import (
     STATE_FILE,
     list_checkpoints,

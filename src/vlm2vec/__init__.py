@@ -13,7 +13,7 @@ _FROM_MODEL = ("EmbeddingModel", "last_token_pool", "load_processor")
 
 
 def __getattr__(name: str):
-    """The model API is imported on first use: `import vlm2vec.cli` (e.g. for `--help`) must not
+    """The model API is imported on first use: `import vlm2vec.commands` (e.g. for `--help`) must not
     import torch."""
     if name in _FROM_MODEL:
         from . import model

@@ -73,14 +73,15 @@ def check_placeholders(text: str, num_images: int, row: int | None = None) -> li
     return nums
 
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: torch dtype of every `model.dtype` choice (a test holds the keys to the field's choices)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def torch_dtype(name: str) -> torch.dtype:
     """Map a config dtype string to torch, with a clear error."""
-    if name not in _DTYPES:
-        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {name!r}")
-    return _DTYPES[name]
+    if name not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
 
 
 def pad_rows(
@@ -174,7 +175,7 @@ BACKBONE_SETTINGS = ("prompt_format", "system_instruction", "image_resolution")
 def check_backbone_settings(backbone: Backbone, cfg: ModelConfig) -> None:
     """`ConfigError` for a backbone-specific setting that `backbone` would ignore (an input we cannot
     honour is an error, not a silent default)."""
-    from ..config import ConfigError, ModelConfig
+    from ..config import ConfigError, ModelConfig, changed_fields, unused_settings
 
     default = ModelConfig()
     for key in BACKBONE_SETTINGS:
@@ -185,11 +186,12 @@ def check_backbone_settings(backbone: Backbone, cfg: ModelConfig) -> None:
                 f"(it would be ignored); leave it at its default {getattr(default, key)!r}",
                 key=f"model.{key}",
             )
-    if cfg.system_instruction != default.system_instruction and cfg.prompt_format != "qwen3_vl_embedding":
+    # the prompt format is final only here (a model folder may imply one), so its rule is checked here
+    for unused in unused_settings(cfg, changed_fields(cfg)):
         raise ConfigError(
-            f"model.system_instruction is used only with model.prompt_format=qwen3_vl_embedding "
-            f"(now {cfg.prompt_format!r}), where it is the system message; it would be ignored",
-            key="model.system_instruction",
+            f"model.{unused.name} is used only with model.{unused.mode}={' or '.join(unused.read_with)} "
+            f"(now {unused.now!r}); it would be ignored",
+            key=f"model.{unused.name}",
         )
 
 

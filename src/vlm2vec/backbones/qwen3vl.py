@@ -32,12 +32,11 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, ModelConfig, choices_of
 from . import register_backbone
 from .base import embed_with_images, unwrap_peft
 from .qwen2vl import QwenVLProcessor, _QwenVLBase, scatter_at_image_pads, vision_args
 
-PROMPT_FORMATS = ("vlm2vec", "native", "qwen3_vl_embedding")
 DEFAULT_INSTRUCTION = "Represent the user's input."
 
 
@@ -60,9 +59,10 @@ class Qwen3VLProcessor(QwenVLProcessor):
         max_length: int | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
     ):
-        if prompt_format not in PROMPT_FORMATS:
+        formats = choices_of(ModelConfig, "prompt_format")  # Qwen3-VL reads every format
+        if prompt_format not in formats:
             raise ConfigError(
-                f"model.prompt_format must be one of {PROMPT_FORMATS} for qwen3_vl, got {prompt_format!r}",
+                f"model.prompt_format must be one of {formats} for qwen3_vl, got {prompt_format!r}",
                 key="model.prompt_format",
             )
         self.chat = prompt_format == "qwen3_vl_embedding"

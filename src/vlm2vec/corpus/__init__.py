@@ -13,7 +13,7 @@ See docs/hard_negatives.md.
 from importlib import import_module
 from typing import Any
 
-# imported on first use, so `python -m vlm2vec.corpus.embed` / `.mine` run their module only once
+# imported on first use: `import vlm2vec.corpus` alone loads neither torch nor the model code
 _EXPORTS = {
     "Corpus": ".sources",
     "CorpusError": ".sources",

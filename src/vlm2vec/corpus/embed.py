@@ -17,15 +17,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import Config, ConfigError, EmbedConfig, save_config
+from ..config import Config, EmbedConfig, save_config
 from ..distributed import ProcessState, barrier, process_state
 from ..encoding import RepCache, encode_schedule, load_embedding_model, model_fingerprint, schedule_encoding
 from .sources import Corpus, image_folder_corpus, read_train_corpora, text_file_corpus
 from .store import read_manifest, write_store
 
 logger = logging.getLogger(__name__)
-
-SOURCES = ("train", "images", "texts")
 
 
 def embed_corpus(
@@ -99,22 +97,12 @@ def embed_corpus(
 
 
 def build_corpus(cfg: Config) -> Corpus:
-    """The corpus the `embed` section asks for."""
+    """The corpus the `embed` section asks for (validated by `load_config`: a known source, a path
+    where the source needs one)."""
     e = cfg.embed
-    if e.source not in SOURCES:
-        raise ConfigError(f"embed.source: {e.source!r} is not one of {', '.join(SOURCES)}")
-    default = EmbedConfig()
-    for key, used_by in (("side", "train"), ("label_column", "train"), ("image_text", "images")):
-        if getattr(e, key) != getattr(default, key) and e.source != used_by:
-            raise ConfigError(  # it would be ignored
-                f"embed.{key} is read only with embed.source={used_by}, not {e.source}; remove it",
-                key=f"embed.{key}",
-            )
     if e.source == "train":
         _, corpora, _ = read_train_corpora(cfg.data, (e.side,), label_column=e.label_column)
         return corpora[e.side]
-    if not e.path:
-        raise ConfigError(f"embed.source={e.source} needs embed.path")
     if e.source == "images":
         return image_folder_corpus(e.path, e.image_text)
     return text_file_corpus(e.path)
@@ -132,16 +120,3 @@ def run_embed(cfg: Config, explicit: set[str] | None = None) -> Path:
     if state.is_main_process:
         print(f"embedded {len(corpus)} items into {out}")
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`vlm2vec embed --config FILE [--embed.source=images --embed.path=DIR ...]`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["embed", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

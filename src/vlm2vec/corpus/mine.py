@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..config import Config, ConfigError, MineConfig, save_config
+from ..config import Config, ConfigError, MineConfig, choices_of, save_config
 from ..data import PairSource, Side
 from ..distributed import barrier, process_state
 from ..encoding import Item, item_key, load_embedding_model
@@ -36,35 +36,6 @@ from .sources import class_of, content_of, read_train_corpora
 from .store import read_manifest, read_store
 
 logger = logging.getLogger(__name__)
-
-STRATEGIES = ("top", "range", "sample")
-SCOPES = ("source", "all")
-
-
-def check_config(m: MineConfig) -> None:
-    if m.strategy not in STRATEGIES:
-        raise ConfigError(f"mine.strategy: {m.strategy!r} is not one of {', '.join(STRATEGIES)}")
-    if m.scope not in SCOPES:
-        raise ConfigError(f"mine.scope: {m.scope!r} is not one of {', '.join(SCOPES)}")
-    default = MineConfig()
-    for key, used_by in (("rank_start", "range"), ("rank_end", "range"), ("seed", "sample")):
-        if getattr(m, key) != getattr(default, key) and m.strategy != used_by:
-            raise ConfigError(  # it would be ignored
-                f"mine.{key} is read only with mine.strategy={used_by}, not {m.strategy}; remove it",
-                key=f"mine.{key}",
-            )
-    if m.num_negatives < 1:
-        raise ConfigError(f"mine.num_negatives must be >= 1, got {m.num_negatives}")
-    if m.top_k < m.num_negatives:
-        raise ConfigError(f"mine.top_k ({m.top_k}) must be >= mine.num_negatives ({m.num_negatives})")
-    if m.strategy == "range" and not 1 <= m.rank_start <= m.rank_end:
-        raise ConfigError(
-            f"mine.rank_start..rank_end must satisfy 1 <= start <= end, got {m.rank_start}..{m.rank_end}"
-        )
-    if m.scope == "source" and m.corpus_dir:
-        raise ConfigError(
-            "mine.scope=source needs the training targets as candidates; with mine.corpus_dir use scope=all"
-        )
 
 
 class Interner:
@@ -128,7 +99,9 @@ def pick(
             return positions
         rng = np.random.default_rng(seed)
         return np.sort(rng.choice(positions, size=n, replace=False))
-    raise ConfigError(f"mine.strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    raise ConfigError(
+        f"mine.strategy: {strategy!r} is not one of {', '.join(choices_of(MineConfig, 'strategy'))}"
+    )
 
 
 def row_seed(seed: int, source: str, row: int) -> list[int]:
@@ -351,7 +324,6 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
     from .report import write_report
 
     m = cfg.mine
-    check_config(m)
     state = process_state(join_launch=True)
     sources, corpora, rows = read_train_corpora(cfg.data, ("qry", "tgt"), label_column=m.label_column)
     model, _ = load_embedding_model(cfg.model, explicit, state.device)
@@ -384,16 +356,3 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
         print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
     barrier(state)
     return stats
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`vlm2vec mine --config FILE [--mine.num_negatives=3 --mine.strategy=range ...]`."""
-    import sys
-
-    from ..cli import main as cli_main
-
-    return cli_main(["mine", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

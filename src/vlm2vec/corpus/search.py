@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, MineConfig, choices_of
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,4 +85,6 @@ def topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, *, backend: str = 
         return topk_exact(queries, corpus, k, **kwargs)
     if backend == "faiss":
         return topk_faiss(queries, corpus, k)
-    raise ConfigError(f"mine.backend: {backend!r} is not one of exact, faiss")
+    raise ConfigError(
+        f"mine.backend: {backend!r} is not one of {', '.join(choices_of(MineConfig, 'backend'))}"
+    )

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import ConfigError, DataConfig
+from ..config import ConfigError, DataConfig, EmbedConfig, choices_of
 from ..data import BadRowError, PairSource, Side, build_sources
 from ..data.mmeb_train import subset_files
 from ..data.pairs import read_table
@@ -27,7 +27,6 @@ from ..errors import UserError
 from ..evaluation.mmeb_eval import file_stamp
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-SIDES = ("qry", "tgt", "neg")
 _PLACEHOLDER = re.compile(r"<\|image_\d+\|>")
 
 
@@ -170,9 +169,10 @@ def read_train_corpora(
 
     Bad rows raise `BadRowError` (source, row), or are skipped and counted with `data.skip_bad_rows`.
     """
-    unknown = [s for s in sides if s not in SIDES]
+    known = choices_of(EmbedConfig, "side")
+    unknown = [s for s in sides if s not in known]
     if unknown:
-        raise ConfigError(f"embed.side: {unknown[0]!r} is not one of {', '.join(SIDES)}")
+        raise ConfigError(f"embed.side: {unknown[0]!r} is not one of {', '.join(known)}")
     try:
         sources = build_sources(cfg)
     except (FileNotFoundError, ValueError) as exc:

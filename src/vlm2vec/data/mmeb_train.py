@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..config import DataConfig, choices_of
 from ..errors import DataError, DataNotFoundError
 from .records import ColumnMap, PairSource
 
-SPLITS = ("original", "diverse_instruction")
 MMEB_COLUMNS = ColumnMap(
     qry_text="qry",
     qry_image="qry_image_path",
@@ -83,8 +83,9 @@ def read_mmeb_train(
     outside_root: bool = False,
 ) -> list[PairSource]:
     """One `PairSource` per chosen subset (all found when `subsets` is empty), first rows if capped."""
-    if split not in SPLITS:
-        raise DataError(f"MMEB-train split must be one of {SPLITS}, got {split!r}")
+    splits = choices_of(DataConfig, "split")
+    if split not in splits:
+        raise DataError(f"MMEB-train split must be one of {splits}, got {split!r}")
     root = Path(root)
     found = available_subsets(root, split)
     chosen = list(subsets) or found

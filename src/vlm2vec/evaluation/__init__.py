@@ -7,7 +7,7 @@ rows. `run_evaluation(cfg)` is what `evaluate.py` calls. The encoding itself (di
 cache, the model fingerprint and model loading) is `vlm2vec.encoding`'s. See docs/evaluation.md.
 """
 
-from .metrics import TIE_RULES, metrics_from_ranks, positive_rank, score_queries
+from .metrics import metrics_from_ranks, positive_rank, score_queries
 from .mmeb_eval import (
     DatasetError,
     EvalDataset,
@@ -24,7 +24,6 @@ __all__ = [
     "META_TASKS",
     "MMEB_DATASETS",
     "PUBLISHED_RESULTS",
-    "TIE_RULES",
     "DatasetError",
     "DatasetInfo",
     "EvalDataset",

@@ -16,7 +16,6 @@ compare.md.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -243,34 +242,3 @@ def run_compare(run_dirs: list[Path], output_dir: Path) -> Path:
     atomic_write_text(out / "compare_groups.csv", format_groups_csv(cmp))
     plot_deltas(cmp, out / "compare.png")
     return atomic_write_text(out / "compare.md", format_markdown(cmp))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`vlm2vec compare RUN_A RUN_B [...] [--output-dir DIR]`: write the comparison, print its table."""
-    parser = argparse.ArgumentParser(
-        prog="vlm2vec compare", description="Per-dataset MMEB deltas of two or more result folders."
-    )
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        type=Path,
-        help="eval output folders (each holds summary.json); the first is the baseline",
-    )
-    parser.add_argument(
-        "--output-dir",
-        "-o",
-        type=Path,
-        default=Path("compare"),
-        help="where to write compare.md/.csv/.png (default: ./compare)",
-    )
-    args = parser.parse_args(argv)
-    md = run_compare(args.runs, args.output_dir)
-    print(md.read_text(), end="")
-    print(
-        f"wrote {md}, {md.with_suffix('.csv')}, {md.with_name('compare_groups.csv')}, {md.with_suffix('.png')}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

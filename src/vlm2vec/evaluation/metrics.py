@@ -26,18 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, EvalConfig, choices_of
 from ..encoding.items import DedupedDataset
 
 METRICS = ("precision@1", "hit@5", "hit@10", "mrr")
-#: `eval.ties` values; the first is the default
-TIE_RULES = ("reference", "strict")
 
 
 def check_tie_rule(ties: str) -> str:
     """Return `ties` if it names a rule; otherwise raise naming the key and the valid values."""
-    if ties not in TIE_RULES:
-        raise ConfigError(f"eval.ties: unknown tie rule {ties!r}; valid: {', '.join(TIE_RULES)}")
+    rules = choices_of(EvalConfig, "ties")
+    if ties not in rules:
+        raise ConfigError(f"eval.ties: unknown tie rule {ties!r}; valid: {', '.join(rules)}")
     return ties
 
 

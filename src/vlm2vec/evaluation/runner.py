@@ -320,7 +320,7 @@ def evaluate_model(
 def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]:
     """Entry point behind evaluate.py: load the model from `cfg.model`, evaluate, print the table.
 
-    `explicit`: the dotted keys set by the YAML file or the command line (`explicit_keys`); a saved
+    `explicit`: the dotted keys set by the YAML file or the command line (`ParsedCLI.explicit`); a saved
     folder's settings yield only to those. The `config.yaml` written beside the results holds the
     model settings that ran, and summary.json's `model_settings` lists the overrides.
     """

@@ -27,11 +27,13 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from ..config import EvalConfig, choices_of
+
 KS = (1, 5, 10)
 #: graded-NDCG pairing rules; the first is the default
 NDCG_RULES = ("reference", "correct")
-#: tie rules as in the V1 evaluator; the first is the default
-TIE_RULES = ("reference", "strict")
+#: tie rules as in the V1 evaluator (`eval.ties`); the first is the default
+TIE_RULES = choices_of(EvalConfig, "ties")
 #: metric families in the order of the reference's score files
 SCORE_FAMILIES = (
     "hit",

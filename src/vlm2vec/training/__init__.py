@@ -3,14 +3,12 @@
 - `loop.train(cfg) -> TrainResult`: build model, data, optimizer; run GradCache steps; checkpoint every
   `train.save_every` steps (keeping `train.keep_last`); export `<output_dir>/final` (adapters or full
   model, `final_merged` with `train.save_merged`) that `EmbeddingModel.from_pretrained` opens.
-- `entry.run(cfg)`: what `vlm2vec train` / `train.py` calls (logging, clean distributed exit).
 - `engine`: the Accelerator for plain / DDP / DeepSpeed launches; `optim`: AdamW + warm-up schedules;
   `checkpoint`: atomic save / verified load; `resume`: what defines a run and the `--resume` check;
   `logging`: JSONL + wandb or TensorBoard.
 """
 
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .entry import run
 from .loop import NonFiniteLossError, TrainResult, export_model, train
 
 __all__ = [
@@ -20,7 +18,6 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
-    "run",
     "save_checkpoint",
     "train",
 ]

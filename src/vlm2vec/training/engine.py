@@ -19,9 +19,7 @@ import torch
 from accelerate import Accelerator, DeepSpeedPlugin
 from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
-from ..config import Config, ConfigError, TrainConfig
-
-MIXED_PRECISION = ("no", "bf16", "fp16")
+from ..config import Config, ConfigError, TrainConfig, choices_of
 
 
 def _fill(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -100,10 +98,9 @@ def deepspeed_requested(cfg: TrainConfig) -> bool:
 def build_accelerator(cfg: Config) -> Accelerator:
     """An Accelerator matching the launch (plain, DDP, DeepSpeed) and the config."""
     t = cfg.train
-    if t.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(
-            f"train.mixed_precision must be one of {MIXED_PRECISION}, got {t.mixed_precision!r}"
-        )
+    modes = choices_of(TrainConfig, "mixed_precision")
+    if t.mixed_precision not in modes:
+        raise ConfigError(f"train.mixed_precision must be one of {modes}, got {t.mixed_precision!r}")
     cuda = torch.cuda.is_available()
     use_ds = deepspeed_requested(t)
     plugin = (

@@ -19,11 +19,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from ..config import TrainConfig, choices_of
 from ..files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-REPORT_TO = ("auto", "wandb", "tensorboard", "none")
 WANDB_ID_FILE = "wandb_run_id"
 
 
@@ -59,8 +59,9 @@ class MetricsLogger:
         enabled: bool = True,
         resume_step: int | None = None,
     ):
-        if report_to not in REPORT_TO:
-            raise ValueError(f"train.report_to must be one of {REPORT_TO}, got {report_to!r}")
+        backends = choices_of(TrainConfig, "report_to")
+        if report_to not in backends:
+            raise ValueError(f"train.report_to must be one of {backends}, got {report_to!r}")
         self.enabled = enabled
         self.backend = "none"
         self._wandb = None

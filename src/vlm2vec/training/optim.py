@@ -15,9 +15,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..config import TrainConfig
-
-SCHEDULES = ("linear", "cosine", "constant")
+from ..config import TrainConfig, choices_of
 
 
 def real_shape(param: torch.Tensor) -> torch.Size:
@@ -71,8 +69,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak lr at step `s`: linear warm-up from 0, then linear/cosine decay to 0 or flat."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"train.scheduler must be one of {SCHEDULES}, got {schedule!r}")
+    schedules = choices_of(TrainConfig, "scheduler")
+    if schedule not in schedules:
+        raise ValueError(f"train.scheduler must be one of {schedules}, got {schedule!r}")
     if warmup_steps < 0 or total_steps <= 0:
         raise ValueError(f"need warmup_steps >= 0 and max_steps > 0, got {warmup_steps} and {total_steps}")
 

@@ -1,8 +1,7 @@
-"""What `vlm2vec train` / `train.py` calls: logging set-up, the run, and a clean exit in distributed runs.
-
-Expected errors (`UserError`) propagate to `vlm2vec.cli.run_command`, which prints them as one line
-(exit 2). In a distributed run each rank leaves at once instead (see `_leave`), printing the line
-itself, prefixed with its rank.
+"""`vlm2vec train` / train.py: logging set-up, the run, and a clean exit in distributed runs. Expected
+errors (`UserError`) propagate to `running.run_command`, which prints them as one line (exit 2); in a
+distributed run each rank leaves at once instead (see `_leave`), printing the line itself, prefixed
+with its rank.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ import torch.distributed as dist
 
 from ..config import Config
 from ..errors import USER_ERROR_EXIT, UserError, user_message
-from .loop import TrainResult, train
+from ..training import TrainResult, train
+from .running import debug_enabled
 
 
 def _distributed() -> bool:
@@ -37,8 +37,6 @@ def _leave(code: int) -> None:
 
 def run(cfg: Config) -> TrainResult:
     """Train as configured. In a distributed run the process exits here (code 0, 1 or 2) instead of returning."""
-    from ..cli import debug_enabled
-
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,0 +1,170 @@
+"""The sections of the commands that encode with a model (eval, embed, mine). Each field declares its
+help, range, choices and the mode it is read under (`fields.opt`); each section's `validate()` holds
+its cross-field rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fields import (
+    AT_LEAST_0,
+    AT_LEAST_1,
+    ConfigError,
+    Section,
+    check_no_unused_settings,
+    opt,
+)
+
+
+@dataclass
+class EvalConfig(Section):
+    """MMEB evaluation: which datasets, where they are, batching and caching."""
+
+    data_dir: str | None = opt(None, "local MMEB-eval clone (one folder per dataset)")
+    image_root: str | None = opt(
+        None, "image folder; null: first of <data_dir>/images, <data_dir>/eval_images, <data_dir>"
+    )
+    datasets: list[str] = opt(
+        help="datasets to evaluate; [] and no meta_tasks: all in data_dir", factory=list
+    )
+    meta_tasks: list[str] = opt(
+        help="meta-tasks to evaluate: Classification, VQA, Retrieval, Grounding", factory=list
+    )
+    output_dir: str = opt("eval_out", "results folder")
+    cache_dir: str | None = opt(None, "embedding cache folder; null: <output_dir>/cache")
+    batch_size: int = opt(16, "items per encoding batch", check=AT_LEAST_1)
+    batch_tokens: int | None = opt(
+        None,
+        "size batches by padded tokens (rows x longest row) instead of batch_size; null: rows",
+        check=AT_LEAST_1,
+    )
+    skip_missing: bool = opt(
+        False,
+        "allow a partial run: list absent datasets as missing (means marked partial) instead of failing",
+    )
+    max_queries: int | None = opt(
+        None, "evaluate only the first N queries of each dataset (null: all)", check=AT_LEAST_1
+    )
+    top_k_predictions: int = opt(10, "candidates kept per query in predictions files", check=AT_LEAST_1)
+    ties: str = opt(
+        "reference",
+        "tie with the positive: reference (a hit, as the published numbers) | strict (a miss)",
+        choices=("reference", "strict"),
+    )
+    num_workers: int = opt(
+        0,
+        "DataLoader workers that read images and run the processor while the model encodes",
+        check=AT_LEAST_0,
+    )
+    cache_chunk_items: int = opt(
+        1024, "items per cache chunk file: the work an interrupted run can lose", check=AT_LEAST_1
+    )
+    dim: int | None = opt(
+        None, "score with reps cut to their first N dims, re-normalised (Matryoshka)", check=AT_LEAST_1
+    )
+
+
+@dataclass
+class EmbedConfig(Section):
+    """Corpus embedding (`vlm2vec embed`): which items, and where the vectors and their metadata go."""
+
+    source: str = opt(
+        "train",
+        "what to embed: train (the data section's sources) | images (a folder) | texts (a file)",
+        choices=("train", "images", "texts"),
+    )
+    side: str = opt(
+        "tgt",
+        "train source: which side of each row: tgt (positives) | qry (queries) | neg (hard negatives)",
+        choices=("qry", "tgt", "neg"),
+        applies_when={"source": ("train",)},
+    )
+    path: str | None = opt(
+        None,
+        "images: a folder (recursive; a sub-folder's name is the class label); texts: .txt (one a line) or .jsonl",
+    )
+    image_text: str = opt(
+        "<|image_1|>\nRepresent the given image.",
+        "images: the text of every image item",
+        applies_when={"source": ("images",)},
+    )
+    label_column: str | None = opt(
+        None,
+        "train source: column holding the class label of the embedded side",
+        applies_when={"source": ("train",)},
+    )
+    output_dir: str = opt("embeddings", "folder for vectors-*.safetensors, items.parquet and manifest.json")
+    cache_dir: str | None = opt(None, "rep cache that makes a killed run resumable; null: <output_dir>/cache")
+    batch_size: int = opt(16, "items per encoding batch", check=AT_LEAST_1)
+    chunk_items: int = opt(
+        1024, "items per cache chunk file: the work a killed run can lose", check=AT_LEAST_1
+    )
+    shard_rows: int = opt(100_000, "vectors per safetensors shard", check=AT_LEAST_1)
+    num_workers: int = opt(0, "DataLoader workers that read images and run the processor", check=AT_LEAST_0)
+
+    def validate(self) -> None:
+        check_no_unused_settings(self, "embed")
+        if self.source != "train" and not self.path:
+            raise ConfigError(f"embed.source={self.source} needs embed.path", key="embed.path")
+
+
+@dataclass
+class MineConfig(Section):
+    """Hard-negative mining (`vlm2vec mine`): top-k targets per training query, filtered, picked, written."""
+
+    output_dir: str = opt("mined", "folder for train/<source>/*.parquet (MMEB-train layout), report.md/png")
+    corpus_dir: str | None = opt(None, "candidates: an `embed` output folder; null: the training targets")
+    scope: str = opt(
+        "source", "candidates of a query: source (targets of its own source) | all", choices=("source", "all")
+    )
+    top_k: int = opt(50, "candidates retrieved per query before filtering")
+    num_negatives: int = opt(3, "negatives written per row", check=AT_LEAST_1)
+    strategy: str = opt(
+        "top",
+        "top (the best n) | range (best n of ranks rank_start..rank_end) | sample (n drawn)",
+        choices=("top", "range", "sample"),
+    )
+    rank_start: int = opt(
+        1, "range: first rank kept, 1-based, counted after filtering", applies_when={"strategy": ("range",)}
+    )
+    rank_end: int = opt(
+        50, "range: last rank kept, 1-based, counted after filtering", applies_when={"strategy": ("range",)}
+    )
+    margin: float | None = opt(
+        0.1, "drop candidates scoring above positive + margin (may be negative); null: off"
+    )
+    filter_class: bool = opt(
+        True, "drop candidates with the positive's class name (label, or text of a text item)"
+    )
+    label_column: str | None = opt(None, "column of the training rows holding the positive's class label")
+    keep_short: bool = opt(
+        False, "keep rows with fewer than num_negatives negatives (else dropped and counted)"
+    )
+    seed: int = opt(0, "seed of the sample strategy", applies_when={"strategy": ("sample",)})
+    device: str = opt("auto", "similarity matmul device: auto | cpu | cuda")
+    backend: str = opt(
+        "exact",
+        "exact (blockwise matmul) | faiss (flat inner-product index; needs faiss)",
+        choices=("exact", "faiss"),
+    )
+    query_block: int = opt(4096, "queries per matmul block")
+    corpus_block: int = opt(65536, "corpus rows per matmul block")
+
+    def validate(self) -> None:
+        check_no_unused_settings(self, "mine")
+        if self.top_k < self.num_negatives:
+            raise ConfigError(
+                f"mine.top_k ({self.top_k}) must be >= mine.num_negatives ({self.num_negatives})",
+                key="mine.top_k",
+            )
+        if self.strategy == "range" and not 1 <= self.rank_start <= self.rank_end:
+            raise ConfigError(
+                f"mine.rank_start..rank_end must satisfy 1 <= start <= end, got {self.rank_start}..{self.rank_end}",
+                key="mine.rank_start",
+            )
+        if self.scope == "source" and self.corpus_dir:
+            raise ConfigError(
+                "mine.scope=source needs the training targets as candidates; with mine.corpus_dir use scope=all",
+                key="mine.corpus_dir",
+            )

@@ -1,0 +1,210 @@
+"""The sections that define a training run (model, data, train): what the resume check compares with
+a checkpoint's saved config. Each field declares its help, range and choices (`fields.opt`); each
+section's `validate()` holds its cross-field rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fields import (
+    AT_LEAST_0,
+    AT_LEAST_1,
+    FINITE,
+    POSITIVE,
+    UNIT,
+    ConfigError,
+    Section,
+    check_fields,
+    check_number,
+    opt,
+)
+
+
+@dataclass
+class ModelConfig(Section):
+    """Which backbone, which weights, how to pool, and how to adapt (LoRA)."""
+
+    backbone: str = opt(
+        "", "registry key: qwen2_vl, qwen2_5_vl, qwen3_vl, phi3_v, llava_next; empty: detect from config.json"
+    )
+    path: str | None = opt(None, "local folder of the base model (official layout)")
+    checkpoint: str | None = opt(
+        None, "our saved model or a PEFT adapter folder, loaded on top of model.path"
+    )
+    dtype: str = opt(
+        "float32", "weights dtype: float32 | bfloat16 | float16", choices=("float32", "bfloat16", "float16")
+    )
+    attn_implementation: str = opt("sdpa", "attention kernel: sdpa | eager | flash_attention_2")
+    normalize: bool = opt(True, "L2-normalise the pooled representation")
+    temperature: float = opt(0.02, "InfoNCE temperature (logits = similarity / temperature)", check=POSITIVE)
+    max_length: int | None = opt(
+        None,
+        "text tokens per item (null: no truncation, as the reference at inference); image tokens are never cut",
+        check=AT_LEAST_1,
+    )
+    prompt_format: str = opt(
+        "vlm2vec",
+        "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native | qwen3_vl_embedding (Qwen3-VL)",
+        choices=("vlm2vec", "native", "qwen3_vl_embedding"),
+    )
+    system_instruction: str = opt(
+        "Represent the user's input.",
+        "prompt_format qwen3_vl_embedding: the system message of every item",
+        applies_when={"prompt_format": ("qwen3_vl_embedding",)},
+    )
+    image_resolution: str = opt(
+        "high",
+        "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep",
+        choices=("high", "low", "native"),
+    )
+    num_crops: int = opt(
+        4, "Phi-3.5-V HD transform: maximum number of 336px crops per image", check=AT_LEAST_1
+    )
+    max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image", check=AT_LEAST_1)
+    min_pixels: int | None = opt(None, "Qwen-VL image processor floor on pixels per image", check=AT_LEAST_1)
+    gradient_checkpointing: bool = opt(False, "recompute activations in backward to save memory")
+    lora: bool = opt(False, "train LoRA adapters instead of all weights")
+    lora_r: int = opt(8, "LoRA rank", check=AT_LEAST_1)
+    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r)", check=POSITIVE)
+    lora_dropout: float = opt(0.1, "dropout on the LoRA branch", check=UNIT)
+    lora_target_modules: list[str] | None = opt(
+        None, "LoRA target module names; null: the backbone's LM defaults"
+    )
+    lora_vision: bool = opt(False, "also adapt the vision tower")
+    use_dora: bool = opt(False, "DoRA (weight-decomposed LoRA), as the reference's released adapters")
+
+
+@dataclass
+class PairSourceConfig(Section):
+    """A custom pair file (JSONL, CSV or parquet) used as a training source."""
+
+    name: str = opt("pairs", "source name used in logs, errors and data.subset_weights")
+    path: str = opt("", "the pair file (.jsonl, .csv or .parquet)")
+    image_root: str = opt("", "folder that relative image paths are joined onto")
+    weight: float = opt(1.0, "sampling weight of this source in the mixture", check=AT_LEAST_0)
+    qry_text: str = opt("qry", "column holding the query text")
+    qry_image: str | None = opt("qry_image_path", "column holding the query image path (null: none)")
+    pos_text: str = opt("pos_text", "column holding the positive's text")
+    pos_image: str | None = opt("pos_image_path", "column holding the positive's image path (null: none)")
+    neg_text: str | None = opt(None, "column holding hard-negative text(s) (null: none)")
+    neg_image: str | None = opt(None, "column holding hard-negative image path(s) (null: none)")
+
+
+@dataclass
+class DataConfig(Section):
+    """Training data: MMEB-train subsets from a local clone and/or custom pair files."""
+
+    mmeb_train_dir: str | None = opt(None, "local MMEB-train clone (one folder per subset)")
+    subsets: list[str] = opt(help="MMEB-train subsets to use; []: all found", factory=list)
+    split: str = opt(
+        "original",
+        "MMEB-train split: original | diverse_instruction",
+        choices=("original", "diverse_instruction"),
+    )
+    image_root: str | None = opt(None, "image folder of MMEB-train; null: <mmeb_train_dir>")
+    max_rows_per_subset: int | None = opt(
+        None, "use at most this many rows of each subset (null: all)", check=AT_LEAST_1
+    )
+    subset_weights: dict[str, float] = opt(
+        help="sampling weight per source name (default 1 each)", factory=dict
+    )
+    pairs: list[PairSourceConfig] = opt(
+        help="custom pair files, each a PairSourceConfig mapping", factory=list
+    )
+    per_source_batches: bool = opt(False, "draw every batch from a single source")
+    num_workers: int = opt(0, "DataLoader worker processes that read images and collate", check=AT_LEAST_0)
+    skip_bad_rows: bool = opt(False, "skip and count unusable rows instead of stopping")
+    num_hard_negatives: int = opt(0, "hard negatives per query read from the neg_* columns", check=AT_LEAST_0)
+    image_paths_outside_root: bool = opt(
+        False, "allow absolute image paths and paths that leave the image root (../)"
+    )
+
+    def validate(self) -> None:
+        for name, weight in self.subset_weights.items():
+            check_number(f"data.subset_weights.{name}", weight, AT_LEAST_0)
+        for i, pair in enumerate(self.pairs):
+            check_fields(pair, f"data.pairs[{i}]")
+
+
+@dataclass
+class TrainConfig(Section):
+    """Optimisation, batch layout, GradCache, checkpoints and logging."""
+
+    output_dir: str = opt("runs/default", "run folder: config, metrics, checkpoints, final model")
+    seed: int = opt(42, "seed of the data order, initialisation and dropout", check=AT_LEAST_0)
+    per_device_batch_size: int = opt(8, "query-target pairs per process per step", check=AT_LEAST_1)
+    qry_chunk_size: int | None = opt(
+        None, "GradCache chunk rows on the query side (null: no chunking)", check=AT_LEAST_1
+    )
+    tgt_chunk_size: int | None = opt(
+        None, "GradCache chunk rows on the target side (null: no chunking)", check=AT_LEAST_1
+    )
+    qry_chunk_tokens: int | None = opt(
+        None,
+        "GradCache query chunk budget in padded tokens, rows x longest row (null: none)",
+        check=AT_LEAST_1,
+    )
+    tgt_chunk_tokens: int | None = opt(
+        None,
+        "GradCache target/negative chunk budget in padded tokens, rows x longest row (null: none)",
+        check=AT_LEAST_1,
+    )
+    chunk_by_length: bool = opt(True, "GradCache: group rows by length before chunking (false: batch order)")
+    max_steps: int = opt(100, "optimiser steps of the run", check=AT_LEAST_1)
+    lr: float = opt(2e-5, "peak learning rate", check=POSITIVE)
+    weight_decay: float = opt(0.0, "AdamW weight decay (not on biases and norms)", check=AT_LEAST_0)
+    adam_beta1: float = opt(0.9, "AdamW beta1", check=UNIT)
+    adam_beta2: float = opt(0.999, "AdamW beta2", check=UNIT)
+    adam_eps: float = opt(1e-8, "AdamW epsilon", check=POSITIVE)
+    scheduler: str = opt(
+        "linear",
+        "learning-rate schedule after warm-up: linear | cosine | constant",
+        choices=("linear", "cosine", "constant"),
+    )
+    warmup_steps: int = opt(0, "linear warm-up steps", check=AT_LEAST_0)
+    max_grad_norm: float | None = opt(
+        1.0, "clip the gradient norm to this (null: no clipping)", check=POSITIVE
+    )
+    mixed_precision: str = opt("no", "autocast: no | bf16 | fp16", choices=("no", "bf16", "fp16"))
+    hard_negatives: bool = opt(False, "add the rows' hard negatives to the loss")
+    mask_false_negatives: bool = opt(False, "mask in-batch candidates with the positive's content")
+    symmetric_loss: bool = opt(False, "add the target-to-query InfoNCE term")
+    hardness_alpha: float = opt(
+        0.0,
+        "hardness weighting (LLaVE): add alpha * stop_grad(similarity) to every negative logit; 0: off",
+        check=FINITE,
+    )
+    matryoshka_dims: list[int] = opt(
+        help="Matryoshka loss: sum the InfoNCE over reps cut to these sizes, re-normalised; []: off",
+        factory=list,
+    )
+    save_every: int = opt(0, "checkpoint every N steps (0: only the final export)", check=AT_LEAST_0)
+    keep_last: int = opt(2, "checkpoints to keep", check=AT_LEAST_0)
+    save_merged: bool = opt(False, "also export final_merged/ with LoRA merged into the weights")
+    log_every: int = opt(1, "log metrics every N steps", check=AT_LEAST_1)
+    report_to: str = opt(
+        "auto",
+        "metrics backend besides metrics.jsonl: auto | wandb | tensorboard | none",
+        choices=("auto", "wandb", "tensorboard", "none"),
+    )
+    run_name: str | None = opt(None, "run name for wandb / TensorBoard (null: the output folder's name)")
+    resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir (none: an error)")
+    resume_if_present: bool = opt(
+        False, "resume when output_dir holds a complete checkpoint, else start (schedulers, requeue)"
+    )
+    allow_changed: list[str] = opt(
+        help="run-defining keys (e.g. train.lr) that may differ from the checkpoint's on resume",
+        factory=list,
+    )
+    deepspeed_config: str | None = opt(None, "DeepSpeed JSON config (null: plain DDP / single process)")
+    stop_at_step: int | None = opt(
+        None, "leave early after this step with a checkpoint (time-limited jobs)", check=AT_LEAST_1
+    )
+
+    def validate(self) -> None:
+        dims = self.matryoshka_dims
+        for i, dim in enumerate(dims):
+            check_number(f"train.matryoshka_dims[{i}]", dim, AT_LEAST_1)
+        if len(set(dims)) != len(dims):
+            raise ConfigError(f"train.matryoshka_dims repeats a size: {dims}", key="train.matryoshka_dims")
