@@ -113,13 +113,9 @@ class TrainingProgress:
         epochs: Callable[[int], float],
         enabled: bool,
     ) -> None:
-        self.metrics, self.stop_at, self.log_every, self.global_batch = (
-            metrics,
-            stop_at,
-            log_every,
-            global_batch,
-        )
-        self.skipped_rows, self.device, self.epochs, self.enabled = skipped_rows, device, epochs, enabled
+        self.metrics, self.stop_at, self.log_every = metrics, stop_at, log_every
+        self.global_batch, self.skipped_rows = global_batch, skipped_rows
+        self.device, self.epochs, self.enabled = device, epochs, enabled
         self.bar = tqdm(
             total=max_steps, initial=start_step, disable=not enabled, desc="train", dynamic_ncols=True
         )
