@@ -308,7 +308,7 @@ def run_path(cfg, model, counter: WorkCounter, args: argparse.Namespace, out: Pa
 
     train_logging.MetricsLogger.log = log_and_mark
     try:
-        train(cfg, model=model)
+        train(cfg, model=model, validated=True)  # load_config validated it
     finally:
         train_logging.MetricsLogger.log = original_log
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlm2vec.config import Config, ModelConfig, TrainConfig
 from vlm2vec.distributed import scale_grad
-from vlm2vec.losses import ContrastiveLoss, as_keys, content_key, content_keys
+from vlm2vec.losses import ContrastiveLoss, MatryoshkaLoss, as_keys, build_loss, content_key, content_keys
 
 TEMP = 0.05
 
@@ -164,3 +165,25 @@ def test_scale_grad_keeps_value_and_scales_gradient():
     y.backward()
     assert y.item() == 3.0 and x.grad.item() == 8.0
     assert math.isclose(scale_grad(x, 1).item(), 1.5)
+
+
+def test_build_loss_follows_the_config():
+    cfg = Config(
+        model=ModelConfig(temperature=0.05),
+        train=TrainConfig(mask_false_negatives=True, symmetric_loss=True, hardness_alpha=2.0),
+    )
+    loss = build_loss(cfg)
+    assert isinstance(loss, ContrastiveLoss)
+    assert (loss.temperature, loss.mask_false_negatives, loss.symmetric, loss.hardness_alpha) == (
+        0.05,
+        True,
+        True,
+        2.0,
+    )
+    cfg.train.matryoshka_dims = [8, 4]
+    wrapped = build_loss(cfg)
+    assert (
+        isinstance(wrapped, MatryoshkaLoss)
+        and wrapped.dims == [8, 4]
+        and wrapped.key == "train.matryoshka_dims"
+    )

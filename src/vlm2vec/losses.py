@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from vlm2vec.distributed import gather_no_grad, gather_with_grad, scale_grad, world
 from vlm2vec.matryoshka import truncate_reps
+
+if TYPE_CHECKING:
+    from vlm2vec.config import Config
 
 KeysLike = torch.Tensor | Sequence[Any]
 
@@ -212,3 +215,18 @@ class MatryoshkaLoss:
             neg = truncate_reps(neg_reps, d, self.key) if neg_reps is not None else None
             total = total + self.loss(q, t, neg, **keys)
         return total
+
+
+def build_loss(cfg: Config) -> ContrastiveLoss | MatryoshkaLoss:
+    """The training loss a config asks for: InfoNCE at `model.temperature` with the `train` options,
+    summed over `train.matryoshka_dims` when they are set."""
+    t = cfg.train
+    loss = ContrastiveLoss(
+        temperature=cfg.model.temperature,
+        mask_false_negatives=t.mask_false_negatives,
+        symmetric=t.symmetric_loss,
+        hardness_alpha=t.hardness_alpha,
+    )
+    if t.matryoshka_dims:
+        return MatryoshkaLoss(loss, t.matryoshka_dims, key="train.matryoshka_dims")
+    return loss

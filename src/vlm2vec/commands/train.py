@@ -46,7 +46,7 @@ def run(cfg: Config) -> TrainResult:
     if rank != "0":
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        result = train(cfg)
+        result = train(cfg, validated=True)  # load_config validated it
     except UserError as exc:
         if not _distributed():
             raise

@@ -5,11 +5,13 @@
   model, `final_merged` with `train.save_merged`) that `EmbeddingModel.from_pretrained` opens.
 - `engine`: the Accelerator for plain / DDP / DeepSpeed launches; `optim`: AdamW + warm-up schedules;
   `checkpoint`: atomic save / verified load; `resume`: what defines a run and the `--resume` check;
-  `logging`: JSONL + wandb or TensorBoard.
+  `logging`: JSONL + wandb or TensorBoard; `progress`: the bar and the per-interval metrics lines;
+  `export`: the final model folder.
 """
 
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .loop import NonFiniteLossError, TrainResult, export_model, train
+from .export import export_model
+from .loop import NonFiniteLossError, TrainResult, train
 
 __all__ = [
     "NonFiniteLossError",

@@ -1,7 +1,7 @@
-"""What the final export needs under DeepSpeed ZeRO-3 to write the files a one-process run writes.
+"""The end of a run: `<output_dir>/final` (and `final_merged`), the same files whatever the launch.
 
-Two things differ under ZeRO-3: the parameters are partitioned (every rank must take part in
-gathering them), and transformers' `from_pretrained` records extra weight renamings when it loads
+`export_model` writes what `EmbeddingModel.from_pretrained` opens. Two things differ under DeepSpeed
+ZeRO-3: the parameters are partitioned (every rank must take part in gathering them), and transformers' `from_pretrained` records extra weight renamings when it loads
 into a ZeRO-3 model (its legacy renamings and a prefix change); `save_pretrained` reverts the recorded
 renamings, which turns `model.language_model.layers.*` into `model.model.layers.*` instead of the
 official `model.layers.*`. Saving with no recorded renamings makes transformers use the class's
@@ -11,9 +11,20 @@ default mapping, the one a plain load records, so the keys are the official ones
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from accelerate import Accelerator
+
+from .engine import zero_stage
+
+if TYPE_CHECKING:
+    from ..model import EmbeddingModel
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -41,3 +52,26 @@ def zero3_export(model: torch.nn.Module) -> Iterator[None]:
     with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
         with official_key_layout(model):
             yield
+
+
+def export_model(
+    accelerator: Accelerator, model: torch.nn.Module, output_dir: Path, *, merged: bool = False
+) -> Path:
+    """Write `<output_dir>/final` (adapters, or the full model) and, with `merged`, `final_merged`.
+
+    Collective: under ZeRO-3 every rank takes part in gathering the partitioned weights.
+    """
+    unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
+    gather: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if zero_stage(accelerator) == 3:
+        gather = zero3_export(unwrapped)  # gathered weights, official key names
+    final = output_dir / "final"
+    with gather:
+        if accelerator.is_main_process:
+            unwrapped.save_pretrained(final)
+            if merged and unwrapped.is_lora:
+                unwrapped.save_pretrained(output_dir / "final_merged", merged=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        logger.info("exported model to %s", final)
+    return final

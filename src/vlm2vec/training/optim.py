@@ -1,5 +1,9 @@
 """AdamW over the trainable parameters and learning-rate schedules with linear warm-up.
 
+A DeepSpeed config with an `optimizer` section builds the optimizer itself; our schedule then wraps it
+(accelerate's `DummyOptim` / `DummyScheduler`). A resume with allowed hyperparameter changes puts the
+configured values back into the restored optimizer and schedule (`apply_changed_hyperparameters`).
+
 Weight decay is not applied to biases and norm weights (1-D tensors), the usual choice for
 transformers; LoRA matrices are 2-D and do get it. Shapes and sizes are the parameters' real ones
 also under DeepSpeed ZeRO-3, whose partitioned parameters are 1-D (or empty) stand-ins that carry the
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,6 +95,46 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[i
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LambdaLR:
     return LambdaLR(optimizer, lr_lambda(cfg.scheduler, cfg.warmup_steps, cfg.max_steps))
+
+
+def build_optimizer_and_scheduler(model: nn.Module, cfg: TrainConfig, accelerator: Any) -> tuple[Any, Any]:
+    """AdamW and its schedule, or accelerate's stand-ins when the DeepSpeed config builds the optimizer."""
+    plugin = accelerator.state.deepspeed_plugin
+    ds_config = plugin.deepspeed_config if plugin else {}
+    if "optimizer" in ds_config:  # DeepSpeed builds the optimizer; our schedule wraps it after prepare
+        from accelerate.utils import DummyOptim, DummyScheduler  # exported only when deepspeed is installed
+
+        optimizer = DummyOptim(
+            param_groups(model, cfg.weight_decay), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        multiplier = lr_lambda(cfg.scheduler, cfg.warmup_steps, cfg.max_steps)
+        scheduler = DummyScheduler(
+            optimizer,
+            total_num_steps=cfg.max_steps,
+            warmup_num_steps=cfg.warmup_steps,
+            lr_scheduler_callable=lambda opt: LambdaLR(opt, multiplier),
+        )
+        return optimizer, scheduler
+    optimizer = build_optimizer(model, cfg)
+    return optimizer, build_scheduler(optimizer, cfg)
+
+
+def apply_changed_hyperparameters(optimizer: Any, scheduler: Any, cfg: TrainConfig) -> None:
+    """A resumed optimizer and schedule carry the checkpoint's lr, weight decay and betas; after an
+    allowed change, put the configured ones in (the schedule's multiplier is already the new one)."""
+    inner = getattr(scheduler, "scheduler", scheduler)
+    groups = optimizer.param_groups
+    for i, group in enumerate(groups):
+        group["initial_lr"] = cfg.lr
+        group["betas"] = (cfg.adam_beta1, cfg.adam_beta2)
+        group["eps"] = cfg.adam_eps
+        if group.get("decay", i == 0 and len(groups) == 2):  # param_groups() marks the decayed group
+            group["weight_decay"] = cfg.weight_decay
+    if hasattr(inner, "base_lrs"):
+        inner.base_lrs = [cfg.lr] * len(groups)
+        for group, fn in zip(groups, inner.lr_lambdas):
+            group["lr"] = cfg.lr * fn(inner.last_epoch)
+        inner._last_lr = [g["lr"] for g in groups]
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

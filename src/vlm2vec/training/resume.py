@@ -1,5 +1,9 @@
 """The resume contract: what defines a run, how `--resume` checks it, and the run's history file.
 
+`RunStart` is the whole "is this the same run?" decision, made once per start: fresh, from which
+checkpoint, or not at all because the run is finished; it then restores the checkpoint, checks the
+data order once the loader exists, and records the start in `config.yaml` and `history.jsonl`.
+
 A run is defined by its model, data sources and weights, seed, global batch, chunk sizes, loss,
 optimiser, schedule and `max_steps` (`run_definition`). The definition is stored in every
 checkpoint; on resume, any difference is a `ResumeError` that lists the keys, unless each changed key
@@ -15,12 +19,22 @@ import difflib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError, to_dict
+from accelerate import Accelerator
+
+from ..config import Config, ConfigError, save_config, to_dict
 from ..errors import ResumeError
 from ..files import atomic_write_text
+from .checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    newest_readable_checkpoint,
+    remove_stale_temporaries,
+)
+from .optim import apply_changed_hyperparameters
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +128,133 @@ def append_history(output_dir: Path, event: dict[str, Any]) -> None:
     atomic_write_text(path, lines + json.dumps(record) + "\n")
 
 
+@dataclass
+class RunStart:
+    """Where a run starts: fresh (`checkpoint` None), from `checkpoint` with the allowed `changes`, or
+    not at all (`finished`). Built by `decide` before anything is loaded; the phases that need the
+    model and the loader follow in this order: `restore`, `check_data_order`, `record`."""
+
+    cfg: Config
+    num_processes: int
+    checkpoint: Path | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # the checkpoint's trainer state
+    changes: dict[str, list[Any]] = field(default_factory=dict)
+    finished: bool = False
+
+    @classmethod
+    def decide(cls, cfg: Config, accelerator: Accelerator) -> RunStart:
+        """Tidy what an interrupted save left (main process), then decide, reading only, where the run
+        starts. Refuses what cannot continue this run exactly."""
+        if accelerator.is_main_process:
+            remove_stale_temporaries(cfg.train.output_dir)  # what a kill during a save, prune or export left
+        accelerator.wait_for_everyone()
+        t, start = cfg.train, cls(cfg, accelerator.num_processes)
+        out = Path(t.output_dir)
+        final = out / "final"
+        finished = final.is_dir()  # complete: exports are swapped in whole (leftovers were tidied)
+        if not (t.resume or t.resume_if_present):
+            if list_checkpoints(out):
+                raise ConfigError(
+                    f"{out} already holds checkpoints: pass --resume to continue, or choose another train.output_dir"
+                )
+            if finished:
+                raise ConfigError(
+                    f"{out} holds a finished run ({final}): choose another train.output_dir, or remove it"
+                )
+            return start
+        allowed = allowed_keys(cfg, start.num_processes)
+        checkpoint, state = newest_readable_checkpoint(out, start.num_processes)
+        if checkpoint is None:
+            if finished:
+                start.finished = True
+                return start
+            if t.resume_if_present and not t.resume:
+                logger.info("--resume-if-present: no checkpoint in %s, starting the run", out)
+                return start
+            raise ResumeError(
+                f"--resume: {out} holds no complete checkpoint; start without --resume "
+                "(or use --resume-if-present, which starts when there is nothing to resume)"
+            )
+        start.checkpoint, start.state = checkpoint, state
+        step = int(state["step"])
+        stored_max = (state.get("run") or {}).get("train.max_steps", t.max_steps)
+        if finished and not (step >= stored_max and t.max_steps > step and "train.max_steps" in allowed):
+            # final/ exists only once max_steps was reached; only a longer run from its last step goes on
+            start.finished = True
+            return start
+        start.changes = check_changes(state.get("run"), start.definition, allowed, checkpoint)
+        if step > t.max_steps:
+            raise ResumeError(f"{checkpoint} is at step {step}, past train.max_steps={t.max_steps}")
+        if step == t.max_steps:
+            logger.warning("%s is the last step, but final/ was never exported: exporting it now", checkpoint)
+        return start
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return run_definition(self.cfg, self.num_processes)
+
+    @property
+    def step(self) -> int:
+        """The step the run continues from (0 for a fresh run)."""
+        return int(self.state["step"]) if self.checkpoint is not None else 0
+
+    @property
+    def finished_step(self) -> int:
+        """The last step of a finished run (as the checkpoint recorded it)."""
+        stored = self.state.get("run") or {}
+        return int(stored.get("train.max_steps", self.cfg.train.max_steps))
+
+    def restore(
+        self, accelerator: Accelerator, optimizer: Any, scheduler: Any, *, trainable_only: bool
+    ) -> None:
+        """Load the checkpoint into the prepared model, optimizer and schedule (collective), with the
+        configured hyperparameters where a change was allowed. Nothing to do for a fresh run."""
+        if self.checkpoint is None:
+            return
+        self.state = load_checkpoint(accelerator, self.checkpoint, trainable_only=trainable_only)
+        if self.changes:
+            apply_changed_hyperparameters(optimizer, scheduler, self.cfg.train)
+        logger.info("resumed from %s at step %d", self.checkpoint, self.step)
+
+    def check_data_order(self, data_order: dict[str, Any]) -> None:
+        """Compare the sampler's fingerprint with the checkpoint's; a run whose settings changed (as
+        allowed) may also change its data order."""
+        if self.checkpoint is None:
+            return
+        data_now = {DATA_ORDER_KEY: json.loads(json.dumps(data_order))}
+        stored = {DATA_ORDER_KEY: self.state["data"]} if self.state.get("data") is not None else data_now
+        allowed = allowed_keys(self.cfg, self.num_processes) | ({DATA_ORDER_KEY} if self.changes else set())
+        self.changes = {**self.changes, **check_changes(stored, data_now, allowed, self.checkpoint)}
+
+    def record(self) -> None:
+        """Everything checked: write `config.yaml` (what runs from here on) and the start or resume event
+        in `history.jsonl` (main process only)."""
+        out = Path(self.cfg.train.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, out / "config.yaml")
+        if self.checkpoint is None:
+            append_history(out, {"event": "start", "step": 0})
+            return
+        event = {
+            "event": "resume",
+            "step": self.step,
+            "checkpoint": str(self.checkpoint),
+            "changed": self.changes,
+        }
+        append_history(out, event)
+
+    def checkpoint_state(
+        self, data_order: dict[str, Any], skipped_rows: int, loss: float | None
+    ) -> dict[str, Any]:
+        """What a checkpoint stores beside the weights so that a later `decide` can check the run."""
+        return {"data": data_order, "run": self.definition, "skipped_rows": skipped_rows, "loss": loss}
+
+
 __all__ = [
     "DATA_ORDER_KEY",
     "HISTORY_FILE",
     "NOT_RUN_DEFINING",
+    "RunStart",
     "allowed_keys",
     "append_history",
     "check_changes",
