@@ -150,7 +150,7 @@ def embed_with_images(
     tensor of all image tokens of the batch in order: on the real images (`image_args`, None for a
     text-only batch) or, when `vision_dummy_needed`, on the smallest image it accepts
     (`dummy_args(embeds)`), whose features times zero join the embeddings where real features would
-    (`place(embeds, features)` writes the real ones). `vlm2vec.testing.module_trace` checks the rule.
+    (`place(embeds, features)` writes the real ones). `module_trace` (tests/lockstep_checks.py) checks the rule.
     """
     embeds = embed_tokens()
     if image_args is None and not vision_dummy_needed(model, vision):
@@ -199,7 +199,7 @@ class Backbone(ABC):
     Lockstep contract (what distributed training relies on): `last_hidden_state` in training mode runs
     the same module sequence, with the same number of outputs per module, for any mix of images in the
     batch. Build the input embeddings with `embed_with_images`; check a new backbone with
-    `vlm2vec.testing.module_trace` (the shared backbone tests do).
+    `module_trace` in tests/lockstep_checks.py (the shared backbone tests do).
     """
 
     #: registry key, also written to saved folders
