@@ -16,6 +16,14 @@ from gradcache_reference import gradcache_plan, reps_in_row_order
 from lockstep_checks import gradient_ready_order
 from vlm2vec import EmbeddingModel
 from vlm2vec.backbones import MMEB_IMAGE_PLACEHOLDER
+from vlm2vec.backbones.placeholders import (
+    Placeholder,
+    expand_within_budget,
+    media_expansion,
+    scatter_features,
+    split_at_placeholders,
+    split_at_token,
+)
 from vlm2vec.gradcache import GradCache
 from vlm2vec.losses import ContrastiveLoss
 from vlm2vec.testing import tiny_model_config
@@ -175,3 +183,27 @@ def test_a_weight_file_key_that_lands_on_no_parameter_is_an_error_naming_it(tiny
     with pytest.raises(ModelLoadError, match="down_projection") as info:
         EmbeddingModel.from_config(tiny_model_config(name, broken))
     assert "down_proj" in str(info.value).replace("down_projection", "")
+
+
+def test_placeholder_kit_cuts_text_tokens_only_and_keeps_every_media_run_whole():
+    pieces, found = split_at_placeholders("a <|image_1|> b<|image_2|>")
+    assert pieces == ["a ", " b", ""] and found == [Placeholder("image", 1), Placeholder("image", 2)]
+    assert split_at_token([5, 9, 6, 9], 9) == [[5], [6], []]
+    runs = [media_expansion(9, 2), media_expansion(8, 3, start=7, end=6)]
+    row = expand_within_budget([[1, 2, 3], [4, 5], [6]], runs, max_text=4)
+    assert row.ids == [1, 2, 3, 9, 9, 4, 7, 8, 8, 8, 6]
+    assert row.types == [0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]
+    assert expand_within_budget([[1, 2, 3], [4, 5], [6]], runs, max_text=None).ids.count(5) == 1
+    assert expand_within_budget([[1], [2], [3]], runs, max_text=0).ids == [9, 9, 7, 8, 8, 8, 6]
+    with pytest.raises(ValueError, match="2 placeholder expansion"):
+        expand_within_budget([[1], [2]], runs, max_text=None)
+
+
+def test_feature_scatter_fills_media_positions_in_order_and_checks_the_count():
+    embeds = torch.zeros(2, 3, 2)
+    where = torch.tensor([[False, True, True], [True, False, False]])
+    features = torch.arange(6.0).view(3, 2)
+    out = scatter_features(embeds, where, features)
+    assert torch.equal(out[where], features) and not out[~where].any()
+    with pytest.raises(ValueError, match="3 media token positions in input_ids but 2 features"):
+        scatter_features(embeds, where, features[:2])
