@@ -4,7 +4,8 @@ chosen by name through the registry (`registry`), sharing the placeholder and fe
 
 from __future__ import annotations
 
-from .base import MMEB_IMAGE_PLACEHOLDER, Backbone, check_placeholders, normalize_batch, to_rgb
+from .base import Backbone, normalize_batch, to_rgb
+from .placeholders import MMEB_IMAGE_PLACEHOLDER, check_placeholders
 from .registry import available_backbones, detect_backbone, get_backbone, register_backbone
 
 __all__ = [

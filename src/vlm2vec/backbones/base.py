@@ -21,9 +21,6 @@ from ..chunking import TOKEN_KEYS, split_rows
 if TYPE_CHECKING:
     from ..config import ModelConfig
 
-#: The placeholder MMEB stores in its instructions: `<|image_1|>`, `<|image_2|>`, ...
-MMEB_IMAGE_PLACEHOLDER = re.compile(r"<\|image_(\d+)\|>")
-
 TextInput = str | Sequence[str]
 ImagesInput = Image.Image | Sequence[Image.Image] | Sequence[Sequence[Image.Image] | None] | None
 
@@ -56,21 +53,6 @@ def normalize_batch(text: TextInput, images: ImagesInput) -> tuple[list[str], li
         else:
             per_row.append([im for im in row if im is not None])
     return texts, per_row
-
-
-def check_placeholders(text: str, num_images: int, row: int | None = None) -> list[int]:
-    """Validate MMEB placeholders: numbered 1..n, contiguous, n == number of images. Returns the numbers."""
-    nums = [int(m) for m in MMEB_IMAGE_PLACEHOLDER.findall(text)]
-    where = f"row {row}: " if row is not None else ""
-    if nums != list(range(1, len(nums) + 1)):  # in order: features are placed in order of appearance
-        raise ValueError(
-            f"{where}image placeholders must be <|image_1|>..<|image_n|> in order, got {nums} in {text[:80]!r}"
-        )
-    if len(nums) != num_images:
-        raise ValueError(
-            f"{where}prompt has {len(nums)} image placeholder(s) but {num_images} image(s) were given: {text[:80]!r}"
-        )
-    return nums
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -28,11 +28,9 @@ from PIL import Image
 from ..checkpoints import from_pretrained_strict
 from ..config import ConfigError, ModelConfig
 from .base import (
-    MMEB_IMAGE_PLACEHOLDER,
     Backbone,
     ImagesInput,
     TextInput,
-    check_placeholders,
     embed_with_images,
     normalize_batch,
     pad_rows,
@@ -41,7 +39,14 @@ from .base import (
     torch_dtype,
     unwrap_peft,
 )
-from .placeholders import expand_within_budget, media_expansion, scatter_features, split_at_token
+from .placeholders import (
+    MMEB_IMAGE_PLACEHOLDER,
+    check_placeholders,
+    expand_within_budget,
+    media_expansion,
+    scatter_features,
+    split_at_token,
+)
 from .registry import register_backbone
 
 #: VLM2Vec's LLaVA resizes (its dataset code): "high" for the published LLaVA-1.6 rows

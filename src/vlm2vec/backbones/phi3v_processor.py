@@ -32,12 +32,11 @@ from PIL import Image
 from .base import (
     ImagesInput,
     TextInput,
-    check_placeholders,
     normalize_batch,
     pad_rows,
     to_rgb,
 )
-from .placeholders import expand_within_budget, media_expansion, split_at_placeholders
+from .placeholders import check_placeholders, expand_within_budget, media_expansion, split_at_placeholders
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

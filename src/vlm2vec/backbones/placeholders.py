@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+#: The placeholder MMEB stores in its instructions: `<|image_1|>`, `<|image_2|>`, ...
+MMEB_IMAGE_PLACEHOLDER = re.compile(r"<\|image_(\d+)\|>")
 #: the kinds of media placeholder MMEB prompts carry, as named in `<|{kind}_{k}|>`
 PLACEHOLDER_KINDS: tuple[str, ...] = ("image",)
 #: any placeholder of a known kind: group 1 is the kind, group 2 the number k (from 1)
@@ -50,6 +52,21 @@ def split_at_placeholders(text: str) -> tuple[list[str], list[Placeholder]]:
     pieces = parts[0::3]
     found = [Placeholder(kind, int(k)) for kind, k in zip(parts[1::3], parts[2::3])]
     return pieces, found
+
+
+def check_placeholders(text: str, num_images: int, row: int | None = None) -> list[int]:
+    """Validate MMEB placeholders: numbered 1..n, contiguous, n == number of images. Returns the numbers."""
+    nums = [int(m) for m in MMEB_IMAGE_PLACEHOLDER.findall(text)]
+    where = f"row {row}: " if row is not None else ""
+    if nums != list(range(1, len(nums) + 1)):  # in order: features are placed in order of appearance
+        raise ValueError(
+            f"{where}image placeholders must be <|image_1|>..<|image_n|> in order, got {nums} in {text[:80]!r}"
+        )
+    if len(nums) != num_images:
+        raise ValueError(
+            f"{where}prompt has {len(nums)} image placeholder(s) but {num_images} image(s) were given: {text[:80]!r}"
+        )
+    return nums
 
 
 def media_expansion(

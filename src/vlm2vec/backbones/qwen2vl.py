@@ -27,7 +27,6 @@ from .base import (
     Backbone,
     ImagesInput,
     TextInput,
-    check_placeholders,
     embed_with_images,
     normalize_batch,
     pad_rows,
@@ -36,7 +35,13 @@ from .base import (
     torch_dtype,
     unwrap_peft,
 )
-from .placeholders import expand_within_budget, media_expansion, scatter_features, split_at_placeholders
+from .placeholders import (
+    check_placeholders,
+    expand_within_budget,
+    media_expansion,
+    scatter_features,
+    split_at_placeholders,
+)
 from .registry import register_backbone
 
 

@@ -12,7 +12,7 @@ from .synthetic import (
     write_synthetic_mmeb_eval,
     write_synthetic_mmeb_train,
 )
-from .tiny import make_tiny_checkpoint, tiny_builders, tiny_model_config
+from .tiny import make_tiny_checkpoint, tiny_model_config
 from .vocabulary import CORPUS, train_byte_level_tokenizer
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "MMEB_TRAIN_KINDS",
     "make_tiny_checkpoint",
     "prepare_demo_assets",
-    "tiny_builders",
     "tiny_model_config",
     "train_byte_level_tokenizer",
     "write_synthetic_mmeb_eval",
