@@ -1,7 +1,8 @@
 """The properties every registered backbone must have, checked on each one's tiny checkpoint.
 
-Parametrised over `available_backbones()`: adding a backbone (a module, a registry line, a tiny builder
-in `vlm2vec.testing`) puts it under these tests with no edit here.
+Parametrised over `available_backbones()` (the `tiny_backbone` fixture): adding a backbone (a module,
+its line in the registry's module list, a tiny builder in `vlm2vec.testing`) puts it under these tests
+with no edit here.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ import json
 import pytest
 import torch
 
+from gradcache_reference import gradcache_plan, reps_in_row_order
+from lockstep_checks import gradient_ready_order
 from vlm2vec import EmbeddingModel
-from vlm2vec.backbones import MMEB_IMAGE_PLACEHOLDER, available_backbones
+from vlm2vec.backbones import MMEB_IMAGE_PLACEHOLDER
+from vlm2vec.backbones.placeholders import (
+    Placeholder,
+    expand_within_budget,
+    media_expansion,
+    scatter_features,
+    split_at_placeholders,
+    split_at_token,
+)
 from vlm2vec.gradcache import GradCache
 from vlm2vec.losses import ContrastiveLoss
-from vlm2vec.testing import (
-    gradcache_plan,
-    gradient_ready_order,
-    make_tiny_checkpoint,
-    reps_in_row_order,
-    tiny_model_config,
-)
+from vlm2vec.testing import tiny_model_config
 
 TEXTS = [
     "<|image_1|> Represent the given image for classification",
@@ -32,21 +37,8 @@ TEXTS = [
 LOSS = ContrastiveLoss(temperature=0.05)
 
 
-def _images(tiny_images):
-    return [[tiny_images[0]], [], [tiny_images[1], tiny_images[2]], []]
-
-
-@pytest.fixture(scope="module", params=available_backbones())
-def tiny(request, tmp_path_factory):
-    """(backbone name, tiny checkpoint folder), built once per backbone."""
-    name = request.param
-    if name == "qwen2_vl":
-        return name, request.getfixturevalue("tiny_qwen_dir")
-    return name, make_tiny_checkpoint(name, tmp_path_factory.mktemp(f"tiny_{name}"))
-
-
-def _model(tiny, **kw) -> EmbeddingModel:
-    name, folder = tiny
+def _model(tiny_backbone, **kw) -> EmbeddingModel:
+    name, folder = tiny_backbone
     torch.manual_seed(0)
     return EmbeddingModel.from_config(tiny_model_config(name, folder, **kw)).eval()
 
@@ -55,9 +47,9 @@ def _image_positions(name: str, processor, ids: torch.Tensor) -> torch.Tensor:
     return ids < 0 if name == "phi3_v" else ids == processor.image_token_id
 
 
-def test_pooling_and_reps_do_not_depend_on_padding_side_or_batch_mates(tiny, tiny_images):
-    model = _model(tiny)
-    images = _images(tiny_images)
+def test_pooling_and_reps_do_not_depend_on_padding_side_or_batch_mates(tiny_backbone, image_rows):
+    model = _model(tiny_backbone)
+    images = image_rows
     proc = model.processor
     with torch.no_grad():
         right = model.encode(proc(TEXTS, images))
@@ -70,9 +62,9 @@ def test_pooling_and_reps_do_not_depend_on_padding_side_or_batch_mates(tiny, tin
     assert torch.allclose(right.norm(dim=-1), torch.ones(len(TEXTS)), atol=1e-5)
 
 
-def test_mmeb_placeholders_become_the_backbones_image_tokens_in_place(tiny, tiny_images):
-    name, _ = tiny
-    proc = _model(tiny).processor
+def test_mmeb_placeholders_become_the_backbones_image_tokens_in_place(tiny_backbone, tiny_images):
+    name, _ = tiny_backbone
+    proc = _model(tiny_backbone).processor
     ids = proc(["a red circle <|image_1|> striped background <|image_2|> blue"], [tiny_images[:2]])[
         "input_ids"
     ][0]
@@ -92,9 +84,9 @@ def test_mmeb_placeholders_become_the_backbones_image_tokens_in_place(tiny, tiny
         proc(["plain", "<|image_1|> x"], [[], []])
 
 
-def test_full_adapter_and_merged_exports_reload_to_the_same_embeddings(tiny, tiny_images, tmp_path):
-    images = _images(tiny_images)
-    full = _model(tiny)
+def test_full_adapter_and_merged_exports_reload_to_the_same_embeddings(tiny_backbone, image_rows, tmp_path):
+    images = image_rows
+    full = _model(tiny_backbone)
     with torch.no_grad():
         for p in full.encoder.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -102,12 +94,12 @@ def test_full_adapter_and_merged_exports_reload_to_the_same_embeddings(tiny, tin
     again = EmbeddingModel.from_pretrained(full.save_pretrained(tmp_path / "full"))
     assert torch.equal(before, again.embed(TEXTS, images))
 
-    lora = _model(tiny, lora=True, lora_r=4, lora_alpha=8)
+    lora = _model(tiny_backbone, lora=True, lora_r=4, lora_alpha=8)
     with torch.no_grad():  # LoRA B starts at zero: give the adapters an effect to round-trip
         for n, p in lora.encoder.named_parameters():
             if "lora_" in n:
                 p.copy_(0.05 * torch.randn_like(p))
-    base = _model(tiny).embed(TEXTS, images)
+    base = _model(tiny_backbone).embed(TEXTS, images)
     tuned = lora.embed(TEXTS, images)
     assert not torch.allclose(base, tuned, atol=1e-4)
     adapter = lora.save_pretrained(tmp_path / "adapter")
@@ -118,12 +110,12 @@ def test_full_adapter_and_merged_exports_reload_to_the_same_embeddings(tiny, tin
     assert torch.allclose(tuned, merged.embed(TEXTS, images), atol=1e-5)
 
 
-def test_gradcache_gives_the_full_batch_loss_and_gradients(tiny, tiny_images):
+def test_gradcache_gives_the_full_batch_loss_and_gradients(tiny_backbone, tiny_images, image_rows):
     """The loss of the full batch; the gradients of plain autograd through the same chunks (GradCache
     groups rows by length: chunk composition moves fp32 rounding, and with dropout the masks)."""
-    model = _model(tiny).train()
+    model = _model(tiny_backbone).train()
     im = tiny_images
-    qry = model.processor(TEXTS, _images(im))
+    qry = model.processor(TEXTS, image_rows)
     tgt = model.processor(
         ["red", "<|image_1|> the picture", "a caption", "<|image_1|> blue"], [[], [im[0]], [], [im[1]]]
     )
@@ -146,11 +138,11 @@ def test_gradcache_gives_the_full_batch_loss_and_gradients(tiny, tiny_images):
 
 
 def test_text_only_chunks_run_the_vision_path_with_an_exact_zero_in_the_same_gradient_order(
-    tiny, tiny_images
+    tiny_backbone, tiny_images
 ):
     """DDP, ZeRO-2 (bucket order) and ZeRO-3 (gathers) need every rank to make the same gradients ready
     in the same order whatever mix of images its chunk holds (full fine-tuning, vision trainable)."""
-    model = _model(tiny).train()
+    model = _model(tiny_backbone).train()
     proc = model.processor
 
     def order(texts, images=None):
@@ -167,7 +159,7 @@ def test_text_only_chunks_run_the_vision_path_with_an_exact_zero_in_the_same_gra
         assert torch.equal(model.encode(text_only), train_reps)  # the dummy adds an exact zero
 
 
-def test_a_weight_file_key_that_lands_on_no_parameter_is_an_error_naming_it(tiny, tmp_path):
+def test_a_weight_file_key_that_lands_on_no_parameter_is_an_error_naming_it(tiny_backbone, tmp_path):
     """Loud loading: one tensor renamed in the model file (so one parameter gets no weights and one
     tensor has no home) makes opening the folder fail with both keys named."""
     import shutil
@@ -176,7 +168,7 @@ def test_a_weight_file_key_that_lands_on_no_parameter_is_an_error_naming_it(tiny
 
     from vlm2vec.errors import ModelLoadError
 
-    name, folder = tiny
+    name, folder = tiny_backbone
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken)
     file, key = next(
@@ -191,3 +183,27 @@ def test_a_weight_file_key_that_lands_on_no_parameter_is_an_error_naming_it(tiny
     with pytest.raises(ModelLoadError, match="down_projection") as info:
         EmbeddingModel.from_config(tiny_model_config(name, broken))
     assert "down_proj" in str(info.value).replace("down_projection", "")
+
+
+def test_placeholder_kit_cuts_text_tokens_only_and_keeps_every_media_run_whole():
+    pieces, found = split_at_placeholders("a <|image_1|> b<|image_2|>")
+    assert pieces == ["a ", " b", ""] and found == [Placeholder("image", 1), Placeholder("image", 2)]
+    assert split_at_token([5, 9, 6, 9], 9) == [[5], [6], []]
+    runs = [media_expansion(9, 2), media_expansion(8, 3, start=7, end=6)]
+    row = expand_within_budget([[1, 2, 3], [4, 5], [6]], runs, max_text=4)
+    assert row.ids == [1, 2, 3, 9, 9, 4, 7, 8, 8, 8, 6]
+    assert row.types == [0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0]
+    assert expand_within_budget([[1, 2, 3], [4, 5], [6]], runs, max_text=None).ids.count(5) == 1
+    assert expand_within_budget([[1], [2], [3]], runs, max_text=0).ids == [9, 9, 7, 8, 8, 8, 6]
+    with pytest.raises(ValueError, match="2 placeholder expansion"):
+        expand_within_budget([[1], [2]], runs, max_text=None)
+
+
+def test_feature_scatter_fills_media_positions_in_order_and_checks_the_count():
+    embeds = torch.zeros(2, 3, 2)
+    where = torch.tensor([[False, True, True], [True, False, False]])
+    features = torch.arange(6.0).view(3, 2)
+    out = scatter_features(embeds, where, features)
+    assert torch.equal(out[where], features) and not out[~where].any()
+    with pytest.raises(ValueError, match="3 media token positions in input_ids but 2 features"):
+        scatter_features(embeds, where, features[:2])

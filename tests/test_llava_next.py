@@ -8,14 +8,14 @@ from PIL import Image
 from transformers import LlavaNextForConditionalGeneration, LlavaNextProcessor
 
 from vlm2vec import EmbeddingModel
-from vlm2vec.testing import make_tiny_checkpoint, tiny_model_config
+from vlm2vec.testing import tiny_model_config
 
 TEXTS = ["<|image_1|> Represent the given image", "a red circle", "<|image_1|> x <|image_2|> and", "blue"]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_checkpoint("llava_next", tmp_path_factory.mktemp("tiny_llava_next"))
+def folder(tiny_checkpoint):
+    return tiny_checkpoint("llava_next")
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +23,12 @@ def model(folder):
     return EmbeddingModel.from_config(tiny_model_config("llava_next", folder)).eval()
 
 
-def _images(im):
-    return [[im[0]], [], [im[1], im[2]], []]
-
-
 def _llava(text: str) -> str:
     return text.replace("<|image_1|>", "<image>").replace("<|image_2|>", "<image>")
 
 
-def test_placeholder_rewrite_gives_the_processors_own_token_layout(folder, model, tiny_images):
-    images = _images(tiny_images)
+def test_placeholder_rewrite_gives_the_processors_own_token_layout(folder, model, image_rows):
+    images = image_rows
     mine = model.processor(TEXTS, images)
     ref = LlavaNextProcessor.from_pretrained(folder)(
         text=[_llava(t) for t in TEXTS],
@@ -46,8 +42,8 @@ def test_placeholder_rewrite_gives_the_processors_own_token_layout(folder, model
     assert counts[1] == counts[3] == 0 and len(set(counts)) == 3  # anyres: the count follows each size
 
 
-def test_hidden_states_equal_transformers_class_run_directly(folder, model, tiny_images):
-    inputs = model.processor(TEXTS, _images(tiny_images))
+def test_hidden_states_equal_transformers_class_run_directly(folder, model, image_rows):
+    inputs = model.processor(TEXTS, image_rows)
     reference = LlavaNextForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
     kwargs = {k: inputs[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_sizes")}
     with torch.no_grad():

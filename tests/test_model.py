@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from lockstep_checks import gradient_ready_order
 from vlm2vec import EmbeddingModel, last_token_pool
 from vlm2vec.backbones import detect_backbone, get_backbone
 from vlm2vec.errors import ModelLoadError
-from vlm2vec.testing import gradient_ready_order, make_tiny_checkpoint, tiny_model_config
+from vlm2vec.testing import make_tiny_checkpoint, tiny_model_config
 
 TEXTS = [
     "<|image_1|> Represent the given image for classification",
@@ -17,10 +18,6 @@ TEXTS = [
     "<|image_1|> Find a caption. <|image_2|> and compare",
     "blue",
 ]
-
-
-def _images(tiny_images):
-    return [[tiny_images[0]], [], [tiny_images[1], tiny_images[2]], []]
 
 
 def _model(folder, **kw):
@@ -45,9 +42,9 @@ def test_detect_backbone_reads_model_type(tiny_qwen_dir):
 
 
 @pytest.mark.parametrize("prompt_format", ["vlm2vec", "native"])
-def test_batch_invariance_mixed_image_text_batch(tiny_qwen_dir, tiny_images, prompt_format):
+def test_batch_invariance_mixed_image_text_batch(tiny_qwen_dir, image_rows, prompt_format):
     model = _model(tiny_qwen_dir, prompt_format=prompt_format)
-    images = _images(tiny_images)
+    images = image_rows
     with torch.no_grad():
         batch = model.encode(model.processor(TEXTS, images))
         single = torch.cat([model.encode(model.processor([t], [i])) for t, i in zip(TEXTS, images)])
@@ -100,9 +97,9 @@ def test_truncation_cuts_text_never_image_tokens(tiny_qwen_dir, tiny_images):
     assert cut["input_ids"].shape[1] == n_img + 5 < full["input_ids"].shape[1]
 
 
-def test_split_batch_routes_images_to_their_rows(tiny_qwen_dir, tiny_images):
+def test_split_batch_routes_images_to_their_rows(tiny_qwen_dir, image_rows):
     model = _model(tiny_qwen_dir)
-    inputs = model.processor(TEXTS, _images(tiny_images))
+    inputs = model.processor(TEXTS, image_rows)
     with torch.no_grad():
         whole = model.encode(inputs)
         parts = torch.cat([model.encode(c) for c in model.split_batch(inputs, 2)])
@@ -119,17 +116,17 @@ def test_forward_and_similarity_follow_the_model_card_shape(tiny_qwen_dir, tiny_
     assert torch.allclose(model.compute_similarity(q, t), (q * t).sum(-1, keepdim=True))
 
 
-def test_full_model_save_load_gives_identical_embeddings(tiny_qwen_dir, tiny_images, tmp_path):
+def test_full_model_save_load_gives_identical_embeddings(tiny_qwen_dir, image_rows, tmp_path):
     model = _model(tiny_qwen_dir)
     with torch.no_grad():  # make sure we are not comparing against the untouched base weights
         for p in model.encoder.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    before = model.embed(TEXTS, _images(tiny_images))
+    before = model.embed(TEXTS, image_rows)
     out = model.save_pretrained(tmp_path / "full")
     assert json.loads((out / "vlm2vec.json").read_text())["kind"] == "full"
     assert detect_backbone(out) == "qwen2_vl"
     again = EmbeddingModel.from_pretrained(out)
-    assert torch.equal(before, again.embed(TEXTS, _images(tiny_images)))
+    assert torch.equal(before, again.embed(TEXTS, image_rows))
 
 
 def _lora_model(folder):
@@ -151,21 +148,21 @@ def test_lora_targets_only_the_language_model_by_default(tiny_qwen_dir):
     assert any("visual.blocks" in n and "lora_" in n for n, _ in with_vision.encoder.named_parameters())
 
 
-def test_lora_adapter_round_trip_and_merged_export(tiny_qwen_dir, tiny_images, tmp_path):
+def test_lora_adapter_round_trip_and_merged_export(tiny_qwen_dir, image_rows, tmp_path):
     model = _lora_model(tiny_qwen_dir)
-    base = _model(tiny_qwen_dir).embed(TEXTS, _images(tiny_images))
-    before = model.embed(TEXTS, _images(tiny_images))
+    base = _model(tiny_qwen_dir).embed(TEXTS, image_rows)
+    before = model.embed(TEXTS, image_rows)
     assert not torch.allclose(before, base, atol=1e-4)  # the adapters do something
     adapter = model.save_pretrained(tmp_path / "adapter")
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
     reloaded = EmbeddingModel.from_pretrained(adapter)
     assert Path(json.loads((adapter / "vlm2vec.json").read_text())["model"]["path"]).is_absolute()
-    assert torch.allclose(before, reloaded.embed(TEXTS, _images(tiny_images)), atol=1e-6)
+    assert torch.allclose(before, reloaded.embed(TEXTS, image_rows), atol=1e-6)
     merged = model.save_pretrained(tmp_path / "merged", merged=True)
     assert json.loads((merged / "vlm2vec.json").read_text())["kind"] == "merged"
     from_merged = EmbeddingModel.from_pretrained(merged)
     assert not from_merged.is_lora
-    assert torch.allclose(before, from_merged.embed(TEXTS, _images(tiny_images)), atol=1e-5)
+    assert torch.allclose(before, from_merged.embed(TEXTS, image_rows), atol=1e-5)
     assert model.is_lora  # exporting merged did not merge the live model
 
 
@@ -184,10 +181,10 @@ def test_save_is_atomic_on_failure(tiny_qwen_dir, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
-def test_qwen2_5_vl_tiny_model_is_batch_invariant(tmp_path, tiny_images):
+def test_qwen2_5_vl_tiny_model_is_batch_invariant(tmp_path, image_rows):
     folder = make_tiny_checkpoint("qwen2_5_vl", tmp_path / "q25")
     model = EmbeddingModel.from_config(tiny_model_config("qwen2_5_vl", folder)).eval()
-    images = _images(tiny_images)
+    images = image_rows
     with torch.no_grad():
         batch = model.encode(model.processor(TEXTS, images))
         single = torch.cat([model.encode(model.processor([t], [i])) for t, i in zip(TEXTS, images)])

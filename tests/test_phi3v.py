@@ -18,7 +18,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, Phi3Config, Phi3Mode
 from vlm2vec.backbones import detect_backbone, get_backbone
 from vlm2vec.backbones.phi3v_processor import CLIP_MEAN, CLIP_STD, Phi3VProcessor
 from vlm2vec.config import ModelConfig
-from vlm2vec.testing.tiny_phi3v import train_tokenizer, write_tiny_phi3v
+from vlm2vec.testing.tiny_phi3v import train_tokenizer
 
 VISION_PREFIX = "model.vision_embed_tokens."
 CLIP_PREFIX = VISION_PREFIX + "img_processor.vision_model."
@@ -36,8 +36,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return write_tiny_phi3v(tmp_path_factory.mktemp("phi3v") / "tiny")
+def folder(tiny_checkpoint) -> Path:
+    return tiny_checkpoint("phi3_v")
 
 
 @pytest.fixture(scope="module")
@@ -475,7 +475,7 @@ def test_text_only_training_batch_runs_the_image_embedding_with_an_exact_zero(
 def test_text_only_and_image_batches_make_gradients_ready_in_the_same_order(backbone, folder, cfg, processor):
     """ZeRO-2 fills its reduction buckets in this order on each rank: a rank with a text-only chunk must
     agree with a rank whose chunk has images (full fine-tuning, vision trainable)."""
-    from vlm2vec.testing import gradient_ready_order
+    from lockstep_checks import gradient_ready_order
 
     model = backbone.load_model(str(folder), cfg).train()
 

@@ -10,7 +10,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, Qwen3VLForConditiona
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor as HFQwen3VLProcessor
 
 from vlm2vec import EmbeddingModel
-from vlm2vec.testing import make_tiny_checkpoint, tiny_model_config
+from vlm2vec.testing import tiny_model_config
 
 TEXTS = ["<|image_1|> Represent the given image", "a red circle", "<|image_1|> x <|image_2|> and", "blue"]
 
@@ -23,8 +23,8 @@ class ImageOnlyProcessor(HFQwen3VLProcessor):
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return make_tiny_checkpoint("qwen3_vl", tmp_path_factory.mktemp("tiny_qwen3_vl"))
+def folder(tiny_checkpoint):
+    return tiny_checkpoint("qwen3_vl")
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,6 @@ def hf_processor(folder):
     return ImageOnlyProcessor(
         AutoImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     )
-
-
-def _images(im):
-    return [[im[0]], [], [im[1], im[2]], []]
 
 
 def _model(folder, **kw):
@@ -58,10 +54,10 @@ def _chat(text: str, instruction: str = "Represent the user's input.") -> str:
 
 @pytest.mark.parametrize("prompt_format, layout", [("native", _native), ("qwen3_vl_embedding", _chat)])
 def test_placeholder_rewrite_gives_the_processors_own_token_layout(
-    folder, hf_processor, tiny_images, prompt_format, layout
+    folder, hf_processor, image_rows, prompt_format, layout
 ):
     ours = _model(folder, prompt_format=prompt_format).processor
-    images = _images(tiny_images)
+    images = image_rows
     mine = ours(TEXTS, images)
     ref = hf_processor(
         text=[layout(t) for t in TEXTS],
@@ -74,9 +70,9 @@ def test_placeholder_rewrite_gives_the_processors_own_token_layout(
 
 
 @pytest.mark.parametrize("prompt_format", ["vlm2vec", "native", "qwen3_vl_embedding"])
-def test_hidden_states_equal_transformers_class_run_directly(folder, tiny_images, prompt_format):
+def test_hidden_states_equal_transformers_class_run_directly(folder, image_rows, prompt_format):
     model = _model(folder, prompt_format=prompt_format)
-    inputs = model.processor(TEXTS, _images(tiny_images))
+    inputs = model.processor(TEXTS, image_rows)
     reference = Qwen3VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
     kwargs = {k: inputs[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
     kwargs["mm_token_type_ids"] = inputs["mm_token_type_ids"]

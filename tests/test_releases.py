@@ -1,6 +1,6 @@
 """VLM2Vec's released checkpoint layouts open exactly, and loaded models are ready for inference.
 
-Each release layout is rebuilt around a tiny base (`vlm2vec.testing.releases`); the expected
+Each release layout is rebuilt around a tiny base (`release_layouts`); the expected
 embeddings come from a plain base model whose weights this file edits by hand from the adapter file
 (W + scale * B @ A, then DoRA's m * V / ||V|| per output row), with the old key names mapped by hand.
 """
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from release_layouts import write_vlm2vec_lora, write_vlm2vec_qwen2vl
 from vlm2vec import EmbeddingModel
 from vlm2vec.config import Config, ModelConfig, load_config, save_config
 from vlm2vec.encoding import load_embedding_model
 from vlm2vec.errors import ModelLoadError
 from vlm2vec.testing import make_tiny_checkpoint
-from vlm2vec.testing.releases import write_vlm2vec_lora, write_vlm2vec_qwen2vl
 
 TEXTS = ["<|image_1|> Represent the given image for classification", "a red circle on a striped background"]
 PEFT = "base_model.model."

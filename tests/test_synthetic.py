@@ -28,7 +28,7 @@ from vlm2vec.testing.synthetic import (
     write_synthetic_mmeb_eval,
     write_synthetic_mmeb_train,
 )
-from vlm2vec.testing.synthetic_images import COLORS, COUNT_WORDS, WORDS
+from vlm2vec.testing.synthetic.images import COLORS, COUNT_WORDS, WORDS
 
 TOKEN = "<|image_1|>"
 TRAIN_ROWS = 24

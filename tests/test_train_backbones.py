@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from launching import run_train
 from vlm2vec.testing import MMEB_TRAIN_KINDS, make_tiny_checkpoint, write_synthetic_mmeb_train
 
-ROOT = Path(__file__).resolve().parents[1]
 SUBSETS = ["ImageNet_1K", "MSCOCO_i2t"]  # the demo config's subsets
 
 
@@ -41,14 +37,7 @@ def test_demo_config_learns_with_backbone(tmp_path, backbone):
     ]
     if backbone == "llava_next":  # the paper's low-res setting: resizing to 1344 px costs ~1 s per 32 images
         overrides.append("--model.image_resolution=low")
-    proc = subprocess.run(
-        [sys.executable, "train.py", "--config", "configs/train/demo.yaml", *overrides],
-        cwd=ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = run_train("--config", "configs/train/demo.yaml", *overrides, timeout=900, threads=2)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     losses = [json.loads(line)["loss"] for line in lines]

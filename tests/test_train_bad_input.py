@@ -8,44 +8,22 @@ import re
 from pathlib import Path
 
 import pytest
-from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
+from training_setup import reset_accelerate, tiny_train_config
 from vlm2vec import commands as cli
-from vlm2vec.config import Config, DataConfig, PairSourceConfig, TrainConfig, save_config
+from vlm2vec.config import DataConfig, PairSourceConfig, save_config
 from vlm2vec.losses import build_loss
-from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
 from vlm2vec.training import NonFiniteLossError, latest_checkpoint, list_checkpoints, train
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate():
-    """`train` builds an Accelerator; accelerate keeps process-wide state between calls in one process."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 
 
 @pytest.fixture(scope="module")
 def mmeb_dir(tmp_path_factory) -> Path:
     subsets = {"ImageNet_1K": "classification", "MSCOCO_t2i": "retrieval_t2i"}
     return write_synthetic_mmeb_train(tmp_path_factory.mktemp("mmeb"), subsets=subsets, rows_per_subset=12)
-
-
-def _config(out: Path, model_dir: Path, data: DataConfig, **train_kw) -> Config:
-    train_cfg = dict(
-        output_dir=str(out),
-        per_device_batch_size=4,
-        qry_chunk_size=2,
-        tgt_chunk_size=2,
-        max_steps=4,
-        lr=1e-3,
-        report_to="none",
-        seed=0,
-    )
-    train_cfg.update(train_kw)
-    return Config(model=tiny_model_config("qwen2_vl", model_dir), data=data, train=TrainConfig(**train_cfg))
 
 
 class NaNAtThirdCall:
@@ -62,7 +40,9 @@ class NaNAtThirdCall:
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_qwen_dir, mmeb_dir):
     out = tmp_path / "run"
-    cfg = _config(out, tiny_qwen_dir, DataConfig(mmeb_train_dir=str(mmeb_dir)), save_every=2, keep_last=3)
+    cfg = tiny_train_config(
+        out, tiny_qwen_dir, DataConfig(mmeb_train_dir=str(mmeb_dir)), save_every=2, keep_last=3
+    )
     with pytest.raises(NonFiniteLossError, match=r"step 3: loss nan.*last good checkpoint: .*step-00000002"):
         train(cfg, loss_fn=NaNAtThirdCall(build_loss(cfg)))
     assert [step for step, _ in list_checkpoints(out)] == [2]
@@ -76,7 +56,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny
     assert last["step"] == 3 and last["stopped"] == "non-finite loss"
 
     # nothing was lost: the run resumes from step 2 and finishes
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     cfg.train.resume = True
     result = train(cfg)
     assert result.step == 4 and (out / "final" / "vlm2vec.json").is_file()
@@ -99,7 +79,9 @@ def test_missing_image_in_a_worker_prints_one_line_naming_source_row_and_path(
     tmp_path, tiny_qwen_dir, capsys
 ):
     data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)], num_workers=1)
-    config = save_config(_config(tmp_path / "run", tiny_qwen_dir, data, max_steps=4), tmp_path / "c.yaml")
+    config = save_config(
+        tiny_train_config(tmp_path / "run", tiny_qwen_dir, data, max_steps=4), tmp_path / "c.yaml"
+    )
     assert cli.main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err  # besides progress bars (weights loading, steps)
     assert "Traceback" not in err and "DataLoader worker" not in err, err
@@ -113,7 +95,7 @@ def test_missing_image_in_a_worker_prints_one_line_naming_source_row_and_path(
 def test_skip_bad_rows_finishes_and_counts_the_skipped_rows(tmp_path, tiny_qwen_dir):
     data = DataConfig(pairs=[_pairs_with_missing_image(tmp_path)], skip_bad_rows=True)
     out = tmp_path / "run"
-    result = train(_config(out, tiny_qwen_dir, data, max_steps=4))
+    result = train(tiny_train_config(out, tiny_qwen_dir, data, max_steps=4))
     assert result.step == 4 and result.skipped_rows >= 1
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["skipped_rows"] == result.skipped_rows
@@ -121,8 +103,10 @@ def test_skip_bad_rows_finishes_and_counts_the_skipped_rows(tmp_path, tiny_qwen_
 
 def test_fresh_run_refuses_an_output_dir_with_checkpoints(tmp_path, tiny_qwen_dir, mmeb_dir):
     out = tmp_path / "run"
-    cfg = _config(out, tiny_qwen_dir, DataConfig(mmeb_train_dir=str(mmeb_dir)), max_steps=2, save_every=1)
+    cfg = tiny_train_config(
+        out, tiny_qwen_dir, DataConfig(mmeb_train_dir=str(mmeb_dir)), max_steps=2, save_every=1
+    )
     train(cfg)
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     with pytest.raises(Exception, match="already holds checkpoints: pass --resume"):
         train(cfg)

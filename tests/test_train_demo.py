@@ -4,18 +4,14 @@ trained model's Precision@1 on held-out synthetic data is far above chance (10 c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from launching import ROOT, launch, run_train
 from vlm2vec.config import EvalConfig
 from vlm2vec.evaluation import evaluate_model
 from vlm2vec.model import EmbeddingModel
 
-ROOT = Path(__file__).resolve().parents[1]
 CHANCE = 10.0
 
 
@@ -29,18 +25,10 @@ def test_demo_config_learns_far_above_chance(tmp_path):
         f"--train.output_dir={tmp_path / 'run'}",
         "--train.report_to=none",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    prepare = [sys.executable, "scripts/prepare_demo.py", "--config", "configs/train/demo.yaml", *overrides]
-    proc = subprocess.run(prepare, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    prepare = ("--config", "configs/train/demo.yaml", *overrides)
+    proc = launch(ROOT / "scripts" / "prepare_demo.py", *prepare, timeout=600, threads=2)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    proc = subprocess.run(
-        [sys.executable, "train.py", "--config", "configs/train/demo.yaml", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    proc = run_train("--config", "configs/train/demo.yaml", *overrides, timeout=1200, threads=2)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "model saved to" in proc.stdout
 

@@ -7,34 +7,18 @@ negatives, false-negative masking, a DataLoader worker and crosses an epoch boun
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from launching import run_train
 from vlm2vec.config import Config, DataConfig, TrainConfig, save_config
 from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 10
-
-
-def _run(config: Path, *extra: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--config", str(config), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -69,12 +53,14 @@ def test_resume_gives_identical_weights_and_data_order(tmp_path, tiny_qwen_dir):
         cfg = Config(model=model, data=DataConfig(mmeb_train_dir=str(data_dir), num_workers=1), train=train)
         return save_config(cfg, tmp_path / f"{name}.yaml")
 
-    _run(config("whole"))
+    run_train("--config", str(config("whole")))
     resumed = config("resumed")
-    _run(resumed, f"--train.stop_at_step={STEPS // 2}")  # the "kill": leaves with a checkpoint at step 5
+    run_train(
+        "--config", str(resumed), f"--train.stop_at_step={STEPS // 2}"
+    )  # the "kill": leaves with a checkpoint at step 5
     out = tmp_path / "resumed"
     assert not (out / "final").exists() and (out / "checkpoints" / "step-00000005").is_dir()
-    _run(resumed, "--resume")
+    run_train("--config", str(resumed), "--resume")
 
     whole, again = _metrics(tmp_path / "whole"), _metrics(out)
     assert [r["step"] for r in again] == list(range(1, STEPS + 1))  # the resumed log has no duplicates

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 
+from training_setup import reset_accelerate, tiny_train_config
 from vlm2vec.commands.train import run
-from vlm2vec.config import Config, DataConfig, TrainConfig
+from vlm2vec.config import Config, DataConfig
 from vlm2vec.errors import CheckpointError, ResumeError
-from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
 from vlm2vec.training import checkpoint as ckpt_module
 from vlm2vec.training import train
@@ -36,38 +35,20 @@ from vlm2vec.training.checkpoint import (
 from vlm2vec.training.logging import MetricsLogger
 from vlm2vec.training.resume import HISTORY_FILE
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 
 
 def _config(out: Path, model_dir: Path, data_dir: Path, **train_kw) -> Config:
-    train_cfg = dict(
-        output_dir=str(out),
-        per_device_batch_size=4,
-        qry_chunk_size=2,
-        tgt_chunk_size=2,
-        max_steps=4,
-        lr=1e-3,
-        scheduler="constant",
-        save_every=1,
-        keep_last=2,
-        report_to="none",
-        seed=0,
-    )
-    train_cfg.update(train_kw)
-    data = DataConfig(mmeb_train_dir=str(data_dir))
-    return Config(model=tiny_model_config("qwen2_vl", model_dir), data=data, train=TrainConfig(**train_cfg))
+    """The shared tiny config, checkpointing every step (the last two kept) at a constant lr."""
+    train_kw = dict(scheduler="constant", save_every=1, keep_last=2) | train_kw
+    return tiny_train_config(out, model_dir, DataConfig(mmeb_train_dir=str(data_dir)), **train_kw)
 
 
 @pytest.fixture(scope="module")
 def half_run(tmp_path_factory, tiny_qwen_dir) -> tuple[Path, Config]:
     """A run stopped after step 2 of 4 (checkpoints at steps 1 and 2), started with --resume-if-present
     on an empty folder."""
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     root = tmp_path_factory.mktemp("half")
     subsets = {"ImageNet_1K": "classification", "MSCOCO_t2i": "retrieval_t2i"}
     data_dir = write_synthetic_mmeb_train(root / "mmeb", subsets=subsets, rows_per_subset=12)
@@ -145,7 +126,7 @@ def test_allowed_change_resumes_logs_and_records_it_and_startup_tidies_leftovers
     lrs = {r["step"]: r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
     assert lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(3e-3)  # the new lr did run
 
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     again = run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, save_every=1)))
     assert again.finished_before and again.step == 4
 
@@ -157,7 +138,7 @@ def test_finished_run_says_so_and_a_fresh_start_refuses_it(half_run, tmp_path, c
     assert result.finished_before
     assert "already finished" in capsys.readouterr().out
     shutil.rmtree(out / "checkpoints")
-    AcceleratorState._reset_state(reset_partial_state=True)
+    reset_accelerate()
     fresh = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=False))
     with pytest.raises(Exception, match="holds a finished run"):
         train(fresh)

@@ -25,14 +25,10 @@ import pytest
 import torch
 
 from launching import launch
+from lockstep_checks import assert_same_module_trace, module_trace
+from vlm2vec.backbones import available_backbones
 from vlm2vec.model import EmbeddingModel
-from vlm2vec.testing import (
-    TINY_BUILDERS,
-    assert_same_module_trace,
-    make_tiny_checkpoint,
-    module_trace,
-    tiny_model_config,
-)
+from vlm2vec.testing import tiny_model_config
 
 SCRIPTS = Path(__file__).parent / "dist_scripts"
 VISION_NAMES = (".visual.", "vision_embed", ".vision_tower.")  # Qwen-VL, Phi-3.5-V, LLaVA-NeXT
@@ -41,23 +37,19 @@ from lockstep_worker import BACKBONES, image, scenarios  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory, tiny_qwen_dir) -> dict[str, Path]:
-    """A tiny checkpoint of every backbone that has a tiny builder (Qwen2-VL from the session fixture)."""
-    built = {"qwen2_vl": tiny_qwen_dir}
-    for name in TINY_BUILDERS:
-        if name not in built:
-            built[name] = make_tiny_checkpoint(name, tmp_path_factory.mktemp(f"tiny_{name}"))
-    return built
+def folders(tiny_checkpoint) -> dict[str, Path]:
+    """A tiny checkpoint of every backbone."""
+    return {name: tiny_checkpoint(name) for name in available_backbones()}
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-@pytest.mark.parametrize("backbone", sorted(TINY_BUILDERS))
-def test_image_and_text_only_batches_record_the_same_module_trace(folders, backbone, lora):
+def test_image_and_text_only_batches_record_the_same_module_trace(tiny_backbone, lora):
     """Every backbone: whenever the vision path must run (trainable vision parameters here;
     partitioned ones under ZeRO-3, checked by the two-process test; a frozen, unpartitioned tower is
     skipped on text-only batches, which no engine minds)."""
+    backbone, folder = tiny_backbone
     torch.manual_seed(0)
-    cfg = tiny_model_config(backbone, folders[backbone], lora=lora, lora_vision=lora)
+    cfg = tiny_model_config(backbone, folder, lora=lora, lora_vision=lora)
     model = EmbeddingModel.from_config(cfg).train()
     proc = model.processor
 

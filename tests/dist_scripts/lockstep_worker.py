@@ -26,10 +26,11 @@ import torch.distributed as dist
 from ending import run_and_exit
 from PIL import Image
 
+from gradcache_reference import gradcache_plan, reps_in_row_order
 from vlm2vec.gradcache import GradCache
 from vlm2vec.losses import ContrastiveLoss
 from vlm2vec.model import EmbeddingModel
-from vlm2vec.testing import gradcache_plan, reps_in_row_order, tiny_model_config
+from vlm2vec.testing import tiny_model_config
 from vlm2vec.training.engine import resolve_deepspeed_config
 from vlm2vec.training.optim import decay_names, param_groups
 

@@ -21,9 +21,6 @@ from ..chunking import TOKEN_KEYS, split_rows
 if TYPE_CHECKING:
     from ..config import ModelConfig
 
-#: The placeholder MMEB stores in its instructions: `<|image_1|>`, `<|image_2|>`, ...
-MMEB_IMAGE_PLACEHOLDER = re.compile(r"<\|image_(\d+)\|>")
-
 TextInput = str | Sequence[str]
 ImagesInput = Image.Image | Sequence[Image.Image] | Sequence[Sequence[Image.Image] | None] | None
 
@@ -56,21 +53,6 @@ def normalize_batch(text: TextInput, images: ImagesInput) -> tuple[list[str], li
         else:
             per_row.append([im for im in row if im is not None])
     return texts, per_row
-
-
-def check_placeholders(text: str, num_images: int, row: int | None = None) -> list[int]:
-    """Validate MMEB placeholders: numbered 1..n, contiguous, n == number of images. Returns the numbers."""
-    nums = [int(m) for m in MMEB_IMAGE_PLACEHOLDER.findall(text)]
-    where = f"row {row}: " if row is not None else ""
-    if nums != list(range(1, len(nums) + 1)):  # in order: features are placed in order of appearance
-        raise ValueError(
-            f"{where}image placeholders must be <|image_1|>..<|image_n|> in order, got {nums} in {text[:80]!r}"
-        )
-    if len(nums) != num_images:
-        raise ValueError(
-            f"{where}prompt has {len(nums)} image placeholder(s) but {num_images} image(s) were given: {text[:80]!r}"
-        )
-    return nums
 
 
 #: torch dtype of every `model.dtype` choice (a test holds the keys to the field's choices)
@@ -151,7 +133,7 @@ def embed_with_images(
     tensor of all image tokens of the batch in order: on the real images (`image_args`, None for a
     text-only batch) or, when `vision_dummy_needed`, on the smallest image it accepts
     (`dummy_args(embeds)`), whose features times zero join the embeddings where real features would
-    (`place(embeds, features)` writes the real ones). `vlm2vec.testing.module_trace` checks the rule.
+    (`place(embeds, features)` writes the real ones). `module_trace` (tests/lockstep_checks.py) checks the rule.
     """
     embeds = embed_tokens()
     if image_args is None and not vision_dummy_needed(model, vision):
@@ -201,7 +183,7 @@ class Backbone(ABC):
     Lockstep contract (what distributed training relies on): `last_hidden_state` in training mode runs
     the same module sequence, with the same number of outputs per module, for any mix of images in the
     batch. Build the input embeddings with `embed_with_images`; check a new backbone with
-    `vlm2vec.testing.module_trace` (the shared backbone tests do).
+    `module_trace` in tests/lockstep_checks.py (the shared backbone tests do).
     """
 
     #: registry key, also written to saved folders

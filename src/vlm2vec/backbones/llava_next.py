@@ -27,13 +27,10 @@ from PIL import Image
 
 from ..checkpoints import from_pretrained_strict
 from ..config import ConfigError, ModelConfig
-from . import register_backbone
 from .base import (
-    MMEB_IMAGE_PLACEHOLDER,
     Backbone,
     ImagesInput,
     TextInput,
-    check_placeholders,
     embed_with_images,
     normalize_batch,
     pad_rows,
@@ -42,6 +39,15 @@ from .base import (
     torch_dtype,
     unwrap_peft,
 )
+from .placeholders import (
+    MMEB_IMAGE_PLACEHOLDER,
+    check_placeholders,
+    expand_within_budget,
+    media_expansion,
+    scatter_features,
+    split_at_token,
+)
+from .registry import register_backbone
 
 #: VLM2Vec's LLaVA resizes (its dataset code): "high" for the published LLaVA-1.6 rows
 RESOLUTIONS: dict[str, tuple[int, int] | None] = {"high": (1344, 1344), "low": (336, 336), "native": None}
@@ -76,16 +82,10 @@ class LlavaNextEmbedProcessor:
         return int(self.hf._get_num_multimodal_tokens(image_sizes=[[h, w]]).num_image_tokens[0])
 
     def _row_ids(self, text: str, n_tokens: list[int], max_text: int | None) -> list[int]:
+        """The whole prompt tokenised with one `<image>` per placeholder, each expanded to its image's tokens."""
         ids = self.tokenizer(MMEB_IMAGE_PLACEHOLDER.sub(self.image_token, text))["input_ids"]
-        out, k, budget = [], 0, max_text
-        for tok in ids:
-            if tok == self.image_token_id:
-                out += [tok] * n_tokens[k]
-                k += 1
-            elif budget is None or budget > 0:
-                out.append(tok)
-                budget = None if budget is None else budget - 1
-        return out
+        expansions = [media_expansion(self.image_token_id, n) for n in n_tokens]
+        return expand_within_budget(split_at_token(ids, self.image_token_id), expansions, max_text).ids
 
     def __call__(
         self,
@@ -188,7 +188,9 @@ class LlavaNextBackbone(Backbone):
             LlavaNextVision(inner),
             image_args,
             lambda embeds: _dummy_image(inner),
-            lambda embeds, features: _scatter_at_image_tokens(inner, input_ids, embeds, features),
+            lambda embeds, features: scatter_features(
+                embeds, input_ids == inner.config.image_token_id, features
+            ),
         )
         out = inner.language_model(
             inputs_embeds=embeds, attention_mask=mask, position_ids=padded_positions(mask), use_cache=False
@@ -259,17 +261,6 @@ def _dummy_image(inner: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     param = next(inner.vision_tower.parameters())
     pixels = torch.zeros(1, n_patches, 3, size, size, device=param.device, dtype=param.dtype)
     return pixels, torch.tensor([[size, size]], device=param.device)
-
-
-def _scatter_at_image_tokens(
-    inner: torch.nn.Module, input_ids: torch.Tensor, embeds: torch.Tensor, features: torch.Tensor
-) -> torch.Tensor:
-    where = input_ids == inner.config.image_token_id
-    if int(where.sum()) != features.shape[0]:
-        raise ValueError(
-            f"{int(where.sum())} image tokens in input_ids but {features.shape[0]} image features"
-        )
-    return embeds.masked_scatter(where.unsqueeze(-1).expand_as(embeds), features)
 
 
 __all__: Sequence[str] = ["LlavaNextBackbone", "LlavaNextEmbedProcessor", "RESOLUTIONS"]

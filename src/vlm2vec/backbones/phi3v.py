@@ -25,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerFast
 
 from ..errors import ModelLoadError
-from . import register_backbone
 from .base import Backbone, torch_dtype, unwrap_peft
 from .phi3v_model import VIT_L_14_336, Phi3VConfig, Phi3VForCausalLM
 from .phi3v_processor import CLIP_MEAN, CLIP_STD, Phi3VProcessor
+from .registry import register_backbone
 
 logger = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.phi3.modeling_phi3 import Phi3PreTrainedModel
 
 from .base import embed_with_images, padded_positions
+from .placeholders import scatter_features
 
 #: CLIP ViT-L/14 at 336 px: the vision tower implied by the official config (which has no vision section)
 VIT_L_14_336: dict[str, Any] = {
@@ -212,11 +213,6 @@ class Phi3VImageEmbedding(nn.Module):
                 layout.append((b, k, slot, height // self.crop_size, width // self.crop_size))
         return layout
 
-    def num_tokens(self, h_c: int, w_c: int) -> int:
-        """Image tokens of an image cut into h_c x w_c tiles: tiles and thumbnail with row separators, glb_GN."""
-        m = self.grid // 2
-        return h_c * m * (w_c * m + 1) + 1 + m * (m + 1)
-
     def forward(self, pixel_values: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
         """The projected tokens [sum of N_k, hidden] of all real images, image after image in batch order
         (`image_layout`): one tensor whatever the image count, so every rank's backward sees the same
@@ -258,7 +254,8 @@ class Phi3VModel(Phi3Model):
         pixel_values: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings with image k's features written where `input_ids == -k`.
+        """Token embeddings with image k's features written where `input_ids == -k` (image after image
+        in prompt order, as the official code places them).
 
         Goes through `embed_with_images`: a text-only training batch runs the image embedding on a
         dummy image and adds its output times zero, so every rank runs the same modules in the same
@@ -266,29 +263,13 @@ class Phi3VModel(Phi3Model):
         """
         vision = self.vision_embed_tokens
         has_images = pixel_values is not None and bool((input_ids < 0).any())
-
-        def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-            flat_index, start = [], 0
-            for b, k, _, h_c, w_c in vision.image_layout(image_sizes):
-                n = vision.num_tokens(h_c, w_c)
-                where = (input_ids[b] == -k).nonzero().squeeze(-1)
-                if where.numel() != n:
-                    raise ValueError(f"row {b}: image {k} has {n} tokens but {where.numel()} positions")
-                flat_index.append(where + b * input_ids.shape[1])
-                start += n
-            expected = int((input_ids < 0).sum())
-            if start != expected or features.shape[0] != start:
-                raise ValueError(f"{expected} image positions in input_ids but {start} have image features")
-            flat = embeds.reshape(-1, embeds.shape[-1]).index_put((torch.cat(flat_index),), features)
-            return flat.view_as(embeds)
-
         return embed_with_images(
             lambda: self.embed_tokens(input_ids.clamp(min=0)),
             self,
             vision,
             (pixel_values, image_sizes) if has_images else None,
             vision.dummy_inputs,
-            place,
+            lambda embeds, features: scatter_features(embeds, input_ids < 0, features),
         )
 
     def forward(

@@ -30,14 +30,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .base import (
-    MMEB_IMAGE_PLACEHOLDER,
     ImagesInput,
     TextInput,
-    check_placeholders,
     normalize_batch,
     pad_rows,
     to_rgb,
 )
+from .placeholders import check_placeholders, expand_within_budget, media_expansion, split_at_placeholders
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -159,20 +158,15 @@ class Phi3VProcessor:
     # ---------------------------------------------------------------------------------------------- text
     def _image_row_ids(self, text: str, sizes: list[tuple[int, int]], max_length: int | None) -> list[int]:
         """Split at placeholders, tokenise every piece with BOS, insert `-k` x N_k for image k."""
-        pieces = MMEB_IMAGE_PLACEHOLDER.split(text)  # text, k, text, k, ..., text
-        texts, numbers = pieces[0::2], [int(k) for k in pieces[1::2]]
+        texts, found = split_at_placeholders(text)
         encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-        budget = max_length if max_length is not None else math.inf
-        ids: list[int] = []
-        for i, piece in enumerate(encoded):
-            keep = piece[: int(min(len(piece), budget))]
-            budget -= len(keep)
-            ids.extend(keep)
-            if i < len(numbers):
-                k = numbers[i]
-                h, w = sizes[k - 1]
-                ids.extend([-k] * num_image_tokens(h, w, self.crop_size, self.tokens_per_side))
-        return ids
+        expansions = [
+            media_expansion(
+                -p.number, num_image_tokens(*sizes[p.number - 1], self.crop_size, self.tokens_per_side)
+            )
+            for p in found
+        ]
+        return expand_within_budget(encoded, expansions, max_length).ids
 
     def __call__(
         self,

@@ -23,13 +23,10 @@ from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerB
 
 from ..checkpoints import from_pretrained_strict
 from ..config import ConfigError, ModelConfig
-from . import register_backbone
 from .base import (
-    MMEB_IMAGE_PLACEHOLDER,
     Backbone,
     ImagesInput,
     TextInput,
-    check_placeholders,
     embed_with_images,
     normalize_batch,
     pad_rows,
@@ -38,6 +35,14 @@ from .base import (
     torch_dtype,
     unwrap_peft,
 )
+from .placeholders import (
+    check_placeholders,
+    expand_within_budget,
+    media_expansion,
+    scatter_features,
+    split_at_placeholders,
+)
+from .registry import register_backbone
 
 
 class QwenVLProcessor:
@@ -90,29 +95,15 @@ class QwenVLProcessor:
     def _row_ids(
         self, text: str, n_tokens_per_image: list[int], max_text: int | None
     ) -> tuple[list[int], list[int]]:
-        pieces = MMEB_IMAGE_PLACEHOLDER.split(text)
-        # split() with one group returns [text, num, text, num, ..., text]
-        texts, nums = pieces[0::2], [int(n) for n in pieces[1::2]]
+        texts, found = split_at_placeholders(text)
         encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in texts]
-        if max_text is not None:
-            budget = max_text
-            for i, ids in enumerate(encoded):
-                encoded[i] = ids[: max(budget, 0)]
-                budget -= len(encoded[i])
-        ids: list[int] = []
-        types: list[int] = []
-        for i, piece in enumerate(encoded):
-            ids += piece
-            types += [0] * len(piece)
-            if i < len(nums):
-                n = n_tokens_per_image[nums[i] - 1]
-                if self.prompt_format == "native":
-                    ids += [self.vision_start_id] + [self.image_token_id] * n + [self.vision_end_id]
-                    types += [0] + [1] * n + [0]
-                else:
-                    ids += [self.image_token_id] * n
-                    types += [1] * n
-        return ids, types
+        native = self.prompt_format == "native"
+        markers = (self.vision_start_id, self.vision_end_id) if native else (None, None)
+        expansions = [
+            media_expansion(self.image_token_id, n_tokens_per_image[p.number - 1], *markers) for p in found
+        ]
+        row = expand_within_budget(encoded, expansions, max_text)
+        return row.ids, row.types
 
     def __call__(
         self,
@@ -266,15 +257,6 @@ def vision_args(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> t
     return image_args, dummy
 
 
-def scatter_at_image_pads(embeds: torch.Tensor, where: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """Write the image features, in order, at the image pad positions `where` [B, T]."""
-    if int(where.sum()) != features.shape[0]:
-        raise ValueError(
-            f"{int(where.sum())} image pad tokens in input_ids but {features.shape[0]} image features"
-        )
-    return embeds.masked_scatter(where.unsqueeze(-1).expand_as(embeds), features)
-
-
 def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Token embeddings with the vision tower's features written at the image pads (or, for a
     text-only training batch, plus the exact zero of a dummy image), through `embed_with_images`:
@@ -288,9 +270,7 @@ def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
         inner.visual,
         image_args,
         dummy,
-        lambda embeds, features: scatter_at_image_pads(
-            embeds, input_ids == inner.config.image_token_id, features
-        ),
+        lambda embeds, features: scatter_features(embeds, input_ids == inner.config.image_token_id, features),
         select=lambda out: out.pooler_output,  # merged tokens of all images, in order
     )
 

@@ -33,9 +33,10 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, ModelConfig, choices_of
-from . import register_backbone
 from .base import embed_with_images, unwrap_peft
-from .qwen2vl import QwenVLProcessor, _QwenVLBase, scatter_at_image_pads, vision_args
+from .placeholders import scatter_features
+from .qwen2vl import QwenVLProcessor, _QwenVLBase, vision_args
+from .registry import register_backbone
 
 DEFAULT_INSTRUCTION = "Represent the user's input."
 
@@ -153,7 +154,7 @@ def _input_embeddings_and_deepstack(
 
     def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         merged, *parts["deepstack"] = features.chunk(1 + len(inner.visual.deepstack_visual_indexes), dim=-1)
-        return scatter_at_image_pads(embeds, where, merged)
+        return scatter_features(embeds, where, merged)
 
     embeds = embed_with_images(
         lambda: inner.get_input_embeddings()(input_ids),

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..backbones.base import check_placeholders
+from ..backbones.placeholders import check_placeholders
 from ..errors import DataError
 from .images import load_image
 from .records import BadRowError, PairRecord, PairSource, Side

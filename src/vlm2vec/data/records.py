@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
+from ..backbones.placeholders import MMEB_IMAGE_PLACEHOLDER
 from ..errors import DataError, UserError
 
 

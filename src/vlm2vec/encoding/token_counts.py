@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..backbones.base import MMEB_IMAGE_PLACEHOLDER
+from ..backbones.placeholders import MMEB_IMAGE_PLACEHOLDER
 from ..chunking import row_lengths
 from ..config import ConfigError
 from ..errors import DatasetError

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..backbones.base import check_placeholders
+from ..backbones.placeholders import check_placeholders
 from ..errors import DatasetError
 from .registry import MMEB_DATASETS
 

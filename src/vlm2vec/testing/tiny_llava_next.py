@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .tiny import CORPUS
+from .vocabulary import CORPUS
 
 SPECIAL = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
 
@@ -103,3 +103,7 @@ def write_tiny_llava_next(
         num_additional_image_tokens=1,
     ).save_pretrained(folder)
     return folder
+
+
+#: backbone name -> function(folder, **overrides) writing its tiny checkpoint folder
+TINY_BUILDERS = {"llava_next": write_tiny_llava_next}

@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerFast
 from ..backbones.phi3v import save_phi3v
 from ..backbones.phi3v_model import Phi3VConfig, Phi3VForCausalLM
 from ..backbones.phi3v_processor import Phi3VProcessor, preprocessor_config
-from .tiny import CORPUS
+from .vocabulary import CORPUS
 
 SPECIAL = ["<unk>", "<s>", "</s>"]
 EXTRA_SPECIAL = ["<|endoftext|>", "<|system|>", "<|end|>", "<|user|>", "<|assistant|>"]
@@ -181,3 +181,7 @@ def write_tiny_phi3v(folder: str | Path, **overrides: Any) -> Path:
         json.dumps(preprocessor_config(processor), indent=2) + "\n"
     )
     return folder
+
+
+#: backbone name -> function(folder, **overrides) writing its tiny checkpoint folder
+TINY_BUILDERS = {"phi3_v": write_tiny_phi3v}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..chunking import plan_chunks, row_lengths
+from vlm2vec.chunking import plan_chunks, row_lengths
 
 
 def gradcache_plan(inputs: Mapping[str, torch.Tensor], chunk: int) -> list[list[int]]:

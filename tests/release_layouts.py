@@ -1,7 +1,7 @@
 """Tiny checkpoints in the file layouts of TIGER-Lab's VLM2Vec releases (REFERENCE §8), for tests.
 
 The released weights cannot be downloaded here, so each layout is rebuilt around a tiny base folder
-(`vlm2vec.testing.tiny`) with random adapter weights:
+(`vlm2vec.testing.make_tiny_checkpoint`) with random adapter weights:
 
 - VLM2Vec-Full: a Phi-3.5-V folder in the official layout (`make_tiny_checkpoint("phi3_v", ...)`).
 - VLM2Vec-LoRA: `adapter_model.bin`, a torch pickle of **bf16** tensors, DoRA (r 8, alpha 64, dropout
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from vlm2vec.config import ModelConfig
 
 PHI35V_BASE = "microsoft/Phi-3.5-vision-instruct"
 QWEN2VL_2B_BASE = "Qwen/Qwen2-VL-2B-Instruct"
@@ -49,7 +49,7 @@ def qwen2vl_old_key(key: str) -> str:
 
 
 def _load_base(backbone: str, base: Path) -> nn.Module:
-    from ..backbones import get_backbone
+    from vlm2vec.backbones import get_backbone
 
     return get_backbone(backbone).load_model(str(base), ModelConfig(backbone=backbone, path=str(base)))
 
