@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic_files import replace_dir
 from .backbones import Backbone, detect_backbone, get_backbone
 from .backbones.base import ImagesInput, TextInput, check_backbone_settings, normalize_batch
-from .checkpoints import adapter_base, has_adapter, has_full_weights, load_adapter
 from .config import ModelConfig, from_dict
 from .errors import ModelLoadError, ModelNotFoundError
-from .files import replace_dir
 from .matryoshka import truncate_reps
+from .weight_files import adapter_base, has_adapter, has_full_weights, load_adapter
 
 #: file that marks a folder saved by `EmbeddingModel.save_pretrained`
 META_FILE = "vlm2vec.json"

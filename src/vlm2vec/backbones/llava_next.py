@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..checkpoints import from_pretrained_strict
 from ..config import ConfigError, ModelConfig
+from ..weight_files import from_pretrained_strict
 from .base import (
     Backbone,
     ImagesInput,

@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
-from ..checkpoints import from_pretrained_strict
 from ..config import ConfigError, ModelConfig
+from ..weight_files import from_pretrained_strict
 from .base import (
     Backbone,
     ImagesInput,

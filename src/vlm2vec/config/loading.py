@@ -241,6 +241,6 @@ def dump_config(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML, atomically."""
-    from ..files import atomic_write_text
+    from ..atomic_files import atomic_write_text
 
     return atomic_write_text(path, dump_config(cfg))

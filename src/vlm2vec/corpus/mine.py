@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ..atomic_files import atomic_path, atomic_write_json
 from ..config import Config, ConfigError, MineConfig, choices_of, save_config
 from ..data import PairSource, Side
 from ..distributed import barrier, process_state
 from ..encoding import Item, item_key, load_embedding_model
-from ..files import atomic_path, atomic_write_json
 from .embed import embed_corpus
 from .mine_stats import REASONS, MineStats
 from .search import resolve_device, topk

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic_files import atomic_path, atomic_write_text
 from ..config import Config
-from ..files import atomic_path, atomic_write_text
 from .mine_stats import REASONS, MineStats
 
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import atomic_path, atomic_write_json
+from ..atomic_files import atomic_path, atomic_write_json
 from .sources import CorpusError
 
 FORMAT = "vlm2vec-embeddings/1"

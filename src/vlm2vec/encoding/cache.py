@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_path, is_temp
+from ..atomic_files import atomic_path, is_temp
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import atomic_path, atomic_write_text
 from ..errors import UserError
-from ..files import atomic_path, atomic_write_text
 from .registry import MMEB_DATASETS, PUBLISHED_RESULTS
 from .reports import GROUP_HEADERS as _HEADERS
 from .reports import GROUPS, MAIN_METRIC

@@ -16,7 +16,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_path, atomic_write_json, atomic_write_text
+from ..atomic_files import atomic_path, atomic_write_json, atomic_write_text
 from .metrics import METRICS
 from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, SHORT_NAMES
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic_files import atomic_write_json, atomic_write_text
 from ..config import ConfigError, EvalConfig
 from ..distributed import ProcessState, barrier, gather_objects, process_state
 from ..encoding import (
@@ -51,7 +52,6 @@ from ..encoding import (
     model_fingerprint,
     schedule_encoding,
 )
-from ..files import atomic_write_json, atomic_write_text
 from ..matryoshka import truncate_reps
 from .metrics import METRICS, QueryScores, check_tie_rule, metrics_from_ranks, score_queries
 from .mmeb_eval import (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_json
+from ..atomic_files import atomic_write_json
 from .tasks import META_TASKS, MODALITIES, TASKS, Task
 
 #: the leaderboard's two renamed page tasks (reference main since 2026-01-27)

@@ -22,8 +22,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
+from ..atomic_files import atomic_path
 from ..errors import DataError
-from ..files import atomic_path
 from .layouts import clone_identity, read_split, require_columns, split_files
 from .records import Candidate, Query, TaskData
 from .tasks import Task

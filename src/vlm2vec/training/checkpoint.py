@@ -31,8 +31,8 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+from ..atomic_files import atomic_write_json, replace_dir
 from ..errors import CheckpointError, ResumeError
-from ..files import atomic_write_json, replace_dir
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import atomic_write_text
 from ..config import TrainConfig, choices_of
-from ..files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

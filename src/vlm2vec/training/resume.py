@@ -25,9 +25,9 @@ from typing import Any
 
 from accelerate import Accelerator
 
+from ..atomic_files import atomic_write_text
 from ..config import Config, ConfigError, save_config, to_dict
 from ..errors import ResumeError
-from ..files import atomic_write_text
 from .checkpoint import (
     list_checkpoints,
     load_checkpoint,

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ...files import atomic_write_bytes
+from ...atomic_files import atomic_write_bytes
 from .images import (
     COLORS,
     COUNT_WORDS,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ...files import atomic_write_bytes
+from ...atomic_files import atomic_write_bytes
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
