@@ -208,3 +208,29 @@ def test_v1_runs_keep_their_summary_config_keys(tmp_path):
 
     keys = list(v1_settings(EvalConfig()))
     assert keys[-1] == "dim" and "benchmark" not in keys and "num_frames" not in keys
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_single_process_v2_results(root, tmp_path):
+    from pathlib import Path
+
+    from launching import launch
+
+    worker = Path(__file__).parent / "dist_scripts" / "v2_eval_worker.py"
+    for nproc, name in ((1, "one"), (2, "two")):
+        fresh = shutil.copytree(root, tmp_path / f"data-{name}")  # pages not yet written from corpora
+        launch(worker, "--root", str(fresh), "--out", str(tmp_path / name), nproc=nproc, timeout=300)
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    for key in ("config", "missing"):  # both name their own folders
+        assert key in ("config",) or list(one[key]) == list(two[key])
+        one.pop(key), two.pop(key)
+    assert one == two and one["coverage"] == "15/78"
+    for name in SLICE:  # moment clips are named by their folder, which holds the data copy's name
+        one_text = (tmp_path / "one" / "predictions" / f"{name}.jsonl").read_text()
+        two_text = (tmp_path / "two" / "predictions" / f"{name}.jsonl").read_text()
+        assert one_text.replace("data-one", "data-two") == two_text
+    rank0, rank1 = (json.loads((tmp_path / "two" / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert rank0["summary"]["overall"] == rank1["summary"]["overall"]
+    total = sum(r["distinct_items"] for r in one["datasets"].values())
+    assert 0 < rank0["rows_encoded"] < total and rank0["rows_encoded"] + rank1["rows_encoded"] == total

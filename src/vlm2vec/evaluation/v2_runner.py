@@ -178,10 +178,18 @@ def _write_task(ctx: RunContext, data: TaskData, scored: TaskScores, record: dic
     )
 
 
+def _read_main_first(found: Located, ctx: RunContext) -> TaskData:
+    """Read a task on the main process first, so that page images written from a corpus are written
+    once, and every process then stamps the same files."""
+    data = read_task(found, allow_old=ctx.eval_cfg.allow_old_data) if ctx.state.is_main_process else None
+    barrier(ctx.state)
+    return data if data is not None else read_task(found, allow_old=ctx.eval_cfg.allow_old_data)
+
+
 def evaluate_task(model: Any, found: Located, ctx: RunContext) -> dict[str, Any]:
     """Read, encode, rank and score one video or document task (reusing a finished result)."""
     cfg = ctx.eval_cfg
-    data = read_task(found, allow_old=cfg.allow_old_data)
+    data = _read_main_first(found, ctx)
     num_data = len(data.queries)
     if cfg.max_queries is not None:
         data.queries = data.queries[: cfg.max_queries]
