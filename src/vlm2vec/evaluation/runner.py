@@ -199,6 +199,28 @@ def select_present(eval_cfg: EvalConfig) -> tuple[list[str], dict[str, dict[str,
     return [n for n in names if n not in missing], missing
 
 
+def _evaluate_v2(
+    model: Any,
+    eval_cfg: EvalConfig,
+    state: ProcessState,
+    stats: EvalStats,
+    model_name: str | None,
+    model_settings: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The MMEB-V2 run, its image block evaluated by `evaluate_model` itself."""
+    model.eval()
+    return evaluate_v2(
+        model,
+        eval_cfg,
+        state=state,
+        stats=stats,
+        fingerprint=model_fingerprint(model),
+        evaluate_images=evaluate_model,
+        model_name=model_name or _model_name(model),
+        model_settings=model_settings,
+    )
+
+
 def evaluate_model(
     model: Any,
     eval_cfg: EvalConfig,
@@ -208,7 +230,8 @@ def evaluate_model(
     model_name: str | None = None,
     model_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir`; write results; return the summary.
+    """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir` (or, with `eval.benchmark:
+    mmeb_v2`, on the MMEB-V2 tasks: `v2_runner`); write results; return the summary.
 
     Every process must call this under a multi-process launch; all return the same summary.
     `model_settings` (where the model's settings came from, overrides) is recorded in the summary.
@@ -217,17 +240,7 @@ def evaluate_model(
     state = state or process_state()
     stats = stats if stats is not None else EvalStats()
     if eval_cfg.benchmark == "mmeb_v2":
-        model.eval()
-        return evaluate_v2(
-            model,
-            eval_cfg,
-            state=state,
-            stats=stats,
-            fingerprint=model_fingerprint(model),
-            evaluate_images=evaluate_model,
-            model_name=model_name or _model_name(model),
-            model_settings=model_settings,
-        )
+        return _evaluate_v2(model, eval_cfg, state, stats, model_name, model_settings)
     if not eval_cfg.data_dir:
         raise ConfigError("eval.data_dir is not set: point it at a local MMEB-eval folder")
     out = Path(eval_cfg.output_dir)

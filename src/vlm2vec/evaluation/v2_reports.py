@@ -196,6 +196,10 @@ def format_v2_markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {rec['modality']} | {rec['meta_task']} | {rec['metric']} | {rec['score']:.1f} | {other} | {pub} |"
         )
+    notes = [(n, r["counts"]) for n, r in summary["datasets"].items() if r.get("counts")]
+    if notes:
+        lines += ["", "Data rules applied (counted, data never changed):", ""]
+        lines += [f"- {n}: " + "; ".join(f"{k}: {v}" for k, v in c.items()) for n, c in notes]
     if summary["missing"]:
         lines += ["", f"Missing ({len(summary['missing'])}/78):", ""]
         lines += [f"- {n}: {m['reason']}" for n, m in summary["missing"].items()]
