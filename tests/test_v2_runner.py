@@ -2,6 +2,7 @@
 ranking, reference score files, the 78-task report, resume after a crash, data versions in the keys."""
 
 import csv
+import io
 import json
 import shutil
 
@@ -234,3 +235,34 @@ def test_two_processes_give_the_single_process_v2_results(root, tmp_path):
     assert rank0["summary"]["overall"] == rank1["summary"]["overall"]
     total = sum(r["distinct_items"] for r in one["datasets"].values())
     assert 0 < rank0["rows_encoded"] < total and rank0["rows_encoded"] + rank1["rows_encoded"] == total
+
+
+def test_a_dataset_scored_differently_under_the_two_ndcg_rules_shows_both():
+    from vlm2vec.evaluation.v2_reports import format_v2_datasets_csv, format_v2_table
+
+    records = _records(["ViDoSeek-doc", "K700"], lambda i: 40.0 + i)
+    records["ViDoSeek-doc"]["other_rule_score"] = 47.5
+    summary = build_v2_summary(records, {}, EvalConfig(benchmark="mmeb_v2"))
+    assert summary["rules_differ"] == {"ViDoSeek-doc": {"reference": 40.0, "correct": 47.5}}
+    table = format_v2_table(summary)
+    assert "reference's rule" in table and "[reference rule 40.0, correct rule 47.5]" in table
+    assert "47.5 (correct)" in format_v2_markdown(summary)
+    row = next(
+        r
+        for r in csv.DictReader(io.StringIO(format_v2_datasets_csv(summary)))
+        if r["dataset"] == "ViDoSeek-doc"
+    )
+    assert row["ndcg_rule"] == "reference" and row["other_rule_score"] == "47.5"
+    correct = build_v2_summary(records, {}, EvalConfig(benchmark="mmeb_v2", ndcg_rule="correct"))
+    assert "under the correct rule" in format_v2_table(correct)
+
+
+def test_image_score_files_are_rebuilt_from_the_v1_ranks():
+    from vlm2vec.evaluation.v2_reports import image_score_dict
+
+    scores = image_score_dict([1, 3, 1, 12])
+    assert scores["hit@1"] == scores["precision@1"] == scores["map@1"] == 0.5
+    assert scores["hit@5"] == 0.75 and scores["hit@10"] == 0.75
+    assert scores["mrr@5"] == pytest.approx((1 + 1 / 3 + 1) / 4)
+    assert scores["precision@5"] == pytest.approx(3 / 5 / 4)
+    assert scores["num_pred"] == scores["num_data"] == 4

@@ -43,7 +43,7 @@ from .result_settings import batch_layout, file_digest, load_finished
 from .side_encoding import encode_sides, schedule_side
 from .v2_data import locate_v2
 from .v2_items import TaskItems, task_items
-from .v2_reports import build_v2_summary, image_block_records, write_v2_reports
+from .v2_reports import build_v2_summary, image_block_records, partial_line, write_v2_reports
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +274,8 @@ def evaluate_v2(
     )
     if state.is_main_process:
         write_v2_reports(summary, out, eval_cfg.fixed_page_names)
+        if summary["partial"]:
+            logger.warning("%s", partial_line(summary))
     barrier(state)
     return summary
 
