@@ -266,3 +266,17 @@ def test_image_score_files_are_rebuilt_from_the_v1_ranks():
     assert scores["mrr@5"] == pytest.approx((1 + 1 / 3 + 1) / 4)
     assert scores["precision@5"] == pytest.approx(3 / 5 / 4)
     assert scores["num_pred"] == scores["num_data"] == 4
+
+
+def test_older_page_data_is_refused_even_in_a_partial_run_unless_allowed(root, tmp_path):
+    from vlm2vec.mmeb_v2.versions import DataVersionError
+
+    copy = tmp_path / "v2"
+    shutil.copytree(root, copy)
+    (copy / "visdoc-tasks" / "ViDoSeek-page-fixed").rename(copy / "visdoc-tasks" / "ViDoSeek-page")
+    with pytest.raises(DataVersionError, match="'ViDoSeek-page'.*before the 2025-11-03 page fix"):
+        evaluate_model(FakeEncoder(), _cfg(copy, tmp_path / "out", v2_tasks=["ViDoSeek-page", "K700"]))
+    cfg = _cfg(copy, tmp_path / "old", v2_tasks=["ViDoSeek-page"], allow_old_data=True)
+    summary = evaluate_model(FakeEncoder(), cfg)
+    assert summary["datasets"]["ViDoSeek-page"]["data_version"].endswith("#page-old")
+    assert {p["data"] for p in summary["published"]} == {"paper"}

@@ -38,6 +38,7 @@ from ..mmeb_v2.metrics import NDCG_RULES
 from ..mmeb_v2.ranking import TaskScores, score_task
 from ..mmeb_v2.records import TaskData
 from ..mmeb_v2.tasks import IMAGE, TASKS
+from ..mmeb_v2.versions import DataVersionError
 from .mmeb_eval import MissingDatasetError
 from .result_settings import batch_layout, file_digest, load_finished
 from .side_encoding import encode_sides, schedule_side
@@ -213,6 +214,11 @@ def evaluate_task(model: Any, found: Located, ctx: RunContext) -> dict[str, Any]
 
 
 def _missing(found: list[Located], eval_cfg: EvalConfig) -> dict[str, dict[str, Any]]:
+    """Tasks that are not ready, as `missing` entries; fails the run unless a partial run is asked
+    for, and always on data of an older version (found, but refused: never skipped quietly)."""
+    old = [f for f in found if f.annotations is not None and not f.data_version and f.problems]
+    if old:
+        raise DataVersionError("; ".join(p for f in old for p in f.problems if "media not found" not in p))
     absent = {f.task.name: f for f in found if not f.ready}
     if absent and not eval_cfg.skip_missing:
         lines = "; ".join(f"{n}: {', '.join(f.problems)}" for n, f in absent.items())
