@@ -218,6 +218,7 @@ def _evaluate_v2(
         evaluate_images=evaluate_model,
         model_name=model_name or _model_name(model),
         model_settings=model_settings,
+        config={**_config_dict(model, eval_cfg), "eval": dataclasses.asdict(eval_cfg)},
     )
 
 

@@ -87,6 +87,7 @@ def build_v2_summary(
     model: str = "",
     fingerprint: str = "",
     model_settings: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Summary dict of a V2 run: records in the 78-task order, aggregates with their coverage."""
     ordered = {n: records[n] for n in TASKS if n in records}
@@ -114,7 +115,7 @@ def build_v2_summary(
         "model": model,
         "model_fingerprint": fingerprint,
         "model_settings": dict(model_settings or {}),
-        "config": {"eval": dataclasses.asdict(eval_cfg)},
+        "config": dict(config or {"eval": dataclasses.asdict(eval_cfg)}),
     }
 
 

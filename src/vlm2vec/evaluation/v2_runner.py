@@ -242,6 +242,7 @@ def evaluate_v2(
     evaluate_images: Callable[..., dict[str, Any]],
     model_name: str,
     model_settings: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the selected MMEB-V2 tasks; write the 78-task report; return its summary.
 
@@ -276,7 +277,13 @@ def evaluate_v2(
         if f.task.modality != IMAGE:
             records[f.task.name] = evaluate_task(model, f, ctx)
     summary = build_v2_summary(
-        records, missing, eval_cfg, model=model_name, fingerprint=fingerprint, model_settings=model_settings
+        records,
+        missing,
+        eval_cfg,
+        model=model_name,
+        fingerprint=fingerprint,
+        model_settings=model_settings,
+        config=config,
     )
     if state.is_main_process:
         write_v2_reports(summary, out, eval_cfg.fixed_page_names)
