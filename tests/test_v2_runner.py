@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from eval_fakes import FakeEncoder
-from vlm2vec.config import EvalConfig
+from vlm2vec.config import EvalConfig, load_config
 from vlm2vec.errors import DataError
 from vlm2vec.evaluation import EvalStats, MissingDatasetError, evaluate_model
 from vlm2vec.evaluation.v2_data import locate_v2
@@ -280,3 +280,17 @@ def test_older_page_data_is_refused_even_in_a_partial_run_unless_allowed(root, t
     summary = evaluate_model(FakeEncoder(), cfg)
     assert summary["datasets"]["ViDoSeek-page"]["data_version"].endswith("#page-old")
     assert {p["data"] for p in summary["published"]} == {"paper"}
+
+
+def test_a_class_list_file_sets_the_candidates_of_a_classification_task(root, tmp_path):
+    labels = [c for c in _read(root, "K700").candidates]
+    listing = tmp_path / "k700.txt"
+    listing.write_text("\n".join([*labels, "an extra class", "another one"]) + "\n")
+    cfg = _cfg(root, tmp_path / "out", v2_tasks=["K700"], v2_class_lists={"K700": str(listing)})
+    evaluate_model(FakeEncoder(), cfg)
+    for pred in _predictions(tmp_path / "out", "K700"):
+        assert len(pred["prediction"]) == len(labels) + 2
+    record = json.loads((tmp_path / "out" / "datasets" / "K700.json").read_text())["metrics"]
+    assert not any("class labels taken from the rows" in k for k in record["counts"])
+    with pytest.raises(Exception, match="eval.v2_class_lists: .*not video classification"):
+        load_config(None, ["--eval.benchmark=mmeb_v2", "--eval.v2_class_lists={MSR-VTT: x.txt}"])

@@ -86,6 +86,12 @@ class EvalConfig(Section):
         factory=list,
         applies_when=_V2,
     )
+    v2_class_lists: dict[str, str] = opt(
+        help="video classification task -> text file of its class labels, one a line, as the reference "
+        "ranks; unset: the labels of the rows (counted)",
+        factory=dict,
+        applies_when=_V2,
+    )
     num_frames: int = opt(
         8, "frames sampled evenly per video (fewer: all, no padding)", check=AT_LEAST_1, applies_when=_V2
     )
@@ -111,6 +117,15 @@ class EvalConfig(Section):
         if self.benchmark == "mmeb_v2":
             from ..mmeb_v2.tasks import MODALITIES, TASKS
 
+            bad = [
+                t for t in self.v2_class_lists if t not in TASKS or TASKS[t].parser != "video_classification"
+            ]
+            if bad:
+                raise ConfigError(
+                    f"eval.v2_class_lists: {bad} are not video classification tasks (K700, HMDB51, UCF101, "
+                    "Breakfast)",
+                    key="eval.v2_class_lists",
+                )
             unknown = [t for t in self.v2_tasks if t not in TASKS and t not in MODALITIES]
             if unknown:
                 raise ConfigError(

@@ -32,6 +32,7 @@ import numpy as np
 from ..config import EvalConfig
 from ..distributed import ProcessState, barrier
 from ..encoding import ItemSource, RepCache, item_key
+from ..errors import DataError, DataNotFoundError
 from ..files import atomic_write_json, atomic_write_text
 from ..mmeb_v2.locate import Located, read_task
 from ..mmeb_v2.metrics import NDCG_RULES
@@ -182,9 +183,29 @@ def _write_task(ctx: RunContext, data: TaskData, scored: TaskScores, record: dic
 def _read_main_first(found: Located, ctx: RunContext) -> TaskData:
     """Read a task on the main process first, so that page images written from a corpus are written
     once, and every process then stamps the same files."""
-    data = read_task(found, allow_old=ctx.eval_cfg.allow_old_data) if ctx.state.is_main_process else None
+    cfg = ctx.eval_cfg
+    labels = (
+        class_list(cfg.v2_class_lists[found.task.name]) if found.task.name in cfg.v2_class_lists else None
+    )
+    data = (
+        read_task(found, allow_old=cfg.allow_old_data, label_pool=labels)
+        if ctx.state.is_main_process
+        else None
+    )
     barrier(ctx.state)
-    return data if data is not None else read_task(found, allow_old=ctx.eval_cfg.allow_old_data)
+    return data if data is not None else read_task(found, allow_old=cfg.allow_old_data, label_pool=labels)
+
+
+def class_list(path: str) -> list[str]:
+    """The class labels of a text file, one a line (blank lines skipped); an unreadable file is named."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataNotFoundError(f"eval.v2_class_lists: cannot read {path!r}: {exc}") from exc
+    labels = [line.strip() for line in lines if line.strip()]
+    if not labels:
+        raise DataError(f"eval.v2_class_lists: {path!r} holds no label")
+    return labels
 
 
 def evaluate_task(model: Any, found: Located, ctx: RunContext) -> dict[str, Any]:
