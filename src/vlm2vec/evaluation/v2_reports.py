@@ -145,9 +145,12 @@ def partial_line(summary: dict[str, Any]) -> str:
     """One line: full or partial (n/78), and how many are missing."""
     if not summary["partial"]:
         return f"MMEB-V2: all {summary['coverage']} tasks"
+    scored, missing = len(summary["datasets"]), len(summary["missing"])
+    unasked = len(TASKS) - scored - missing
     return (
-        f"PARTIAL MMEB-V2 run: {summary['coverage']} tasks scored, {len(summary['missing'])} missing; "
-        "every mean says over how many datasets it runs"
+        f"PARTIAL MMEB-V2 run: {summary['coverage']} tasks scored, {missing} missing"
+        + (f", {unasked} not asked for" if unasked else "")
+        + "; every mean says over how many datasets it runs"
     )
 
 
