@@ -1,6 +1,7 @@
 """A deterministic stand-in encoder with EmbeddingModel's `processor` + `encode` contract (eval tests).
 
-Features: a mean of hashed word embeddings plus the image's channel means, projected and normalised.
+Features: a mean of hashed word embeddings plus the image's (and a video's frames') channel means,
+projected and normalised.
 It counts the rows it encodes and can raise after a given number of `encode` calls, to simulate a
 crash in the middle of an evaluation.
 """
@@ -22,12 +23,13 @@ def _token_id(word: str) -> int:
 
 
 class FakeProcessor:
-    """Word ids + each row's image channel means; an image takes one token (`num_image_tokens`)."""
+    """Word ids + each row's image (and video frames') channel means; an image takes one token
+    (`num_image_tokens`)."""
 
     def num_image_tokens(self, image) -> int:
         return 1
 
-    def __call__(self, texts, images=None, max_length=None):
+    def __call__(self, texts, images=None, max_length=None, videos=None):
         rows = [[_token_id(w) for w in t.split()][: max_length or None] or [0] for t in texts]
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
@@ -39,6 +41,10 @@ class FakeProcessor:
         for i, imgs in enumerate(images or [[] for _ in rows]):
             if imgs:
                 pixels[i] = torch.from_numpy(np.asarray(imgs[0], dtype=np.float32).mean(axis=(0, 1)) / 255.0)
+        for i, frames in enumerate(videos or [[] for _ in rows]):
+            if frames:  # a video: the mean colour of its frames, added to the row's image part
+                means = [np.asarray(f, dtype=np.float32).mean(axis=(0, 1)) / 255.0 for f in frames]
+                pixels[i] += torch.from_numpy(np.mean(means, axis=0))
         return {"input_ids": ids, "attention_mask": mask, "pixel_means": pixels, "texts": list(texts)}
 
 

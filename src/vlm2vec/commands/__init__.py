@@ -44,6 +44,11 @@ COMMANDS: dict[str, Command] = {
         "vlm2vec.commands.compare:run",
         takes_config=False,
     ),
+    "data": Command(
+        "list per MMEB-V2 task what data was found, what is missing and what to download (no model); "
+        "see docs/evaluation.md",
+        "vlm2vec.commands.data:run",
+    ),
     "embed": Command(
         "embed a corpus (training targets, an image folder, texts) into vector shards; see docs/hard_negatives.md",
         "vlm2vec.commands.embed:run",

@@ -16,6 +16,8 @@ from .fields import (
     opt,
 )
 
+_V2 = {"benchmark": ("mmeb_v2",)}
+
 
 @dataclass
 class EvalConfig(Section):
@@ -63,6 +65,74 @@ class EvalConfig(Section):
     dim: int | None = opt(
         None, "score with reps cut to their first N dims, re-normalised (Matryoshka)", check=AT_LEAST_1
     )
+    benchmark: str = opt(
+        "mmeb",
+        "mmeb (the 36 image datasets of data_dir) | mmeb_v2 (78 tasks: image + video + visual documents)",
+        choices=("mmeb", "mmeb_v2"),
+    )
+    v2_root: str | None = opt(
+        None,
+        "local MMEB-V2 release root (image-tasks/, video-tasks/, visdoc-tasks/); image tasks read data_dir",
+        applies_when=_V2,
+    )
+    v2_sources: dict[str, str] = opt(
+        help="per-source folders replacing part of v2_root: video_cls|video_ret|video_mret|video_qa|"
+        "visdoc-pages|annotations|<task>|<task>:media",
+        factory=dict,
+        applies_when=_V2,
+    )
+    v2_tasks: list[str] = opt(
+        help="MMEB-V2 tasks (score-file names) or modalities (image, video, visdoc); []: all 78",
+        factory=list,
+        applies_when=_V2,
+    )
+    v2_class_lists: dict[str, str] = opt(
+        help="video classification task -> text file of its class labels, one a line, as the reference "
+        "ranks; unset: the labels of the rows (counted)",
+        factory=dict,
+        applies_when=_V2,
+    )
+    num_frames: int = opt(
+        8, "frames sampled evenly per video (fewer: all, no padding)", check=AT_LEAST_1, applies_when=_V2
+    )
+    ndcg_rule: str = opt(
+        "reference",
+        "graded NDCG: reference (its label/grade pairing, as the leaderboard) | correct (each page its grade)",
+        choices=("reference", "correct"),
+        applies_when=_V2,
+    )
+    allow_old_data: bool = opt(
+        False,
+        "accept the pre-fix ViDoSeek/MMLongBench page qrels and MomentSeeker's 1,800 queries (version recorded)",
+        applies_when=_V2,
+    )
+    fixed_page_names: bool = opt(
+        False,
+        "submission JSON: name the page tasks ViDoSeek-page-fixed / MMLongBench-page-fixed",
+        applies_when=_V2,
+    )
+
+    def validate(self) -> None:
+        check_no_unused_settings(self, "eval")
+        if self.benchmark == "mmeb_v2":
+            from ..mmeb_v2.tasks import MODALITIES, TASKS
+
+            bad = [
+                t for t in self.v2_class_lists if t not in TASKS or TASKS[t].parser != "video_classification"
+            ]
+            if bad:
+                raise ConfigError(
+                    f"eval.v2_class_lists: {bad} are not video classification tasks (K700, HMDB51, UCF101, "
+                    "Breakfast)",
+                    key="eval.v2_class_lists",
+                )
+            unknown = [t for t in self.v2_tasks if t not in TASKS and t not in MODALITIES]
+            if unknown:
+                raise ConfigError(
+                    f"eval.v2_tasks: unknown {unknown}; use MMEB-V2 score-file names (e.g. K700, "
+                    f"ViDoRe_arxivqa) or {', '.join(MODALITIES)}",
+                    key="eval.v2_tasks",
+                )
 
 
 @dataclass

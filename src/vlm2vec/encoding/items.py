@@ -20,21 +20,28 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Item:
-    """A text with MMEB placeholders and an image path relative to the image root ('' = no image)."""
+    """A text with MMEB placeholders, an image path relative to the image root ('' = no image) and a
+    video as its selected frame files (() = no video)."""
 
     text: str
     image: str = ""
+    video: tuple[str, ...] = ()
 
 
-def item_key(item: Item, image_stamp: str = "") -> str:
+def item_key(item: Item, image_stamp: str = "", video_stamps: Sequence[str] = ()) -> str:
     """Content key of an item for the cache: a hash of its text, its image path and the image file's
-    size and mtime (`image_stamp`, "size:mtime_ns"), so a replaced image file is encoded afresh.
+    size and mtime (`image_stamp`, "size:mtime_ns"), so a replaced image file is encoded afresh; a
+    video adds its frame paths and their stamps (an item without video keeps the key it had before).
 
     The model side of the cache key is the model fingerprint, kept in the cache folder's name.
     """
     digest = hashlib.sha1(
         item.text.encode("utf-8") + b"\0" + item.image.encode("utf-8") + b"\0" + image_stamp.encode()
     )
+    if item.video:
+        digest.update(
+            b"\0video\0" + "\n".join(item.video).encode("utf-8") + b"\0" + "\n".join(video_stamps).encode()
+        )
     return digest.hexdigest()
 
 

@@ -23,8 +23,10 @@ from .items import Item, ItemSource, item_key
 
 
 def length_order(items: list[Item]) -> list[int]:
-    """Longest first (image items, then by text length), index as tie-break: deterministic."""
-    return sorted(range(len(items)), key=lambda i: (-bool(items[i].image), -len(items[i].text), i))
+    """Longest first (image and video items, then by text length), index as tie-break: deterministic."""
+    return sorted(
+        range(len(items)), key=lambda i: (-bool(items[i].image or items[i].video), -len(items[i].text), i)
+    )
 
 
 def token_batches(token_counts: list[int], batch_tokens: int) -> list[list[int]]:
@@ -71,13 +73,13 @@ def schedule_encoding(
 
     Batches hold `batch_size` items, or with `batch_tokens` as many as keep rows x longest row within
     that many tokens (`token_counts`: each item's, from `token_counts.item_token_counts`).
-    `image_stamps` (image path -> "size:mtime_ns") go into the item keys, so a replaced image file
-    misses the cache.
+    `image_stamps` (image or frame path -> "size:mtime_ns") go into the item keys, so a replaced image
+    or frame file misses the cache.
     """
     if batch_size < 1:
         raise ConfigError(f"eval.batch_size must be >= 1, got {batch_size}")
     stamps = image_stamps or {}
-    keys = [item_key(it, stamps.get(it.image, "")) for it in items]
+    keys = [item_key(it, stamps.get(it.image, ""), [stamps.get(f, "") for f in it.video]) for it in items]
     if batch_tokens is None:
         order = length_order(items)
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]

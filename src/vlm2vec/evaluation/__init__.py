@@ -3,7 +3,8 @@
 `evaluate_model(model, eval_cfg) -> summary` runs a model (anything with `processor` + `encode`, e.g.
 `vlm2vec.EmbeddingModel`) over a folder in the MMEB-eval format and writes per-dataset results,
 predictions and summary reports; `format_table(summary)` renders the comparison with the published
-rows. `run_evaluation(cfg)` is what `evaluate.py` calls. The encoding itself (distinct items, the rep
+rows. `run_evaluation(cfg)` is what `evaluate.py` calls; with `eval.benchmark: mmeb_v2` the same entry
+points run the 78 MMEB-V2 tasks (`v2_runner`, reports in `v2_reports`). The encoding itself (distinct items, the rep
 cache, the model fingerprint and model loading) is `vlm2vec.encoding`'s. See docs/evaluation.md.
 """
 

@@ -17,7 +17,8 @@ from ..config import EvalConfig
 from .mmeb_eval import EvalDataset
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -29,7 +30,7 @@ def data_signature(ds: EvalDataset) -> dict[str, str]:
     """What a dataset's result came from: the parquet files' bytes and every image's size + mtime."""
     parquet = hashlib.sha256()
     for f in ds.files:
-        parquet.update(f"{f.name}:{_file_digest(f)}\n".encode())
+        parquet.update(f"{f.name}:{file_digest(f)}\n".encode())
     images = hashlib.sha256()
     for path in sorted(ds.image_stamps):
         images.update(f"{path}:{ds.image_stamps[path]}\n".encode())

@@ -27,32 +27,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
 from ..atomic_files import atomic_write_json, atomic_write_text
 from ..config import ConfigError, EvalConfig
-from ..distributed import ProcessState, barrier, gather_objects, process_state
+from ..distributed import ProcessState, barrier, process_state
 from ..encoding import (
     DedupedDataset,
     EncodeSchedule,
     ItemSource,
     RepCache,
-    combine_throughput,
     dedup_examples,
     describe_throughput,
-    encode_schedule,
-    item_token_counts,
     load_embedding_model,
     model_fingerprint,
-    schedule_encoding,
 )
-from ..matryoshka import truncate_reps
 from .metrics import METRICS, QueryScores, check_tie_rule, metrics_from_ranks, score_queries
 from .mmeb_eval import (
     DatasetError,
@@ -65,6 +56,8 @@ from .mmeb_eval import (
 from .registry import MMEB_DATASETS, dataset_info, select_datasets
 from .reports import build_summary, partial_note, write_reports
 from .result_settings import batch_layout, data_signature, load_finished, result_settings
+from .side_encoding import encode_sides, schedule_side
+from .v2_runner import evaluate_v2
 
 logger = logging.getLogger(__name__)
 
@@ -114,66 +107,31 @@ def _config_dict(model: Any, eval_cfg: EvalConfig) -> dict[str, Any]:
     model_part = (
         dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else {}
     )
-    return {"model": model_part, "eval": dataclasses.asdict(eval_cfg)}
+    return {"model": model_part, "eval": v1_settings(eval_cfg)}
+
+
+def v1_settings(eval_cfg: EvalConfig) -> dict[str, Any]:
+    """The eval settings a V1 report records: those a V1 run reads (the MMEB-V2 keys left out)."""
+    v2_only = {f.name for f in dataclasses.fields(eval_cfg) if f.metadata.get("applies_when")}
+    return {k: v for k, v in dataclasses.asdict(eval_cfg).items() if k not in v2_only | {"benchmark"}}
 
 
 def _schedules(
     model: Any, ds: EvalDataset, dd: DedupedDataset, eval_cfg: EvalConfig, cache_dir: Path, fingerprint: str
 ) -> dict[str, EncodeSchedule]:
     """The encode schedule of each side (queries, candidates) of a dataset, through its cache."""
-    schedules = {}
-    for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where)):
-        source = ItemSource(ds.name, where)
-        counts = None
-        if eval_cfg.batch_tokens is not None:
-            max_length = getattr(getattr(model, "cfg", None), "max_length", None)
-            counts = item_token_counts(model.processor, items, ds.image_root, max_length, source.describe)
-        schedules[side] = schedule_encoding(
+    return {
+        side: schedule_side(
+            model,
             items,
-            eval_cfg.batch_size,
-            RepCache.for_dataset(cache_dir, fingerprint, ds.name, side, batch_layout(eval_cfg)),
+            ItemSource(ds.name, where),
+            image_root=ds.image_root,
             image_stamps=ds.image_stamps,
-            source=source,
-            batch_tokens=eval_cfg.batch_tokens,
-            token_counts=counts,
+            cache=RepCache.for_dataset(cache_dir, fingerprint, ds.name, side, batch_layout(eval_cfg)),
+            eval_cfg=eval_cfg,
         )
-    return schedules
-
-
-def _encode_sides(
-    model: Any,
-    ds: EvalDataset,
-    schedules: dict[str, EncodeSchedule],
-    eval_cfg: EvalConfig,
-    state: ProcessState,
-    stats: EvalStats,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Each side's reps (cut to `eval.dim`) and the dataset's throughput, all processes together."""
-    todo = sum(s.num_todo_items for s in schedules.values())
-    start = time.perf_counter()
-    figures: dict[str, dict[str, Any]] = {side: {} for side in schedules}
-    with tqdm(total=todo, desc=f"encode {ds.name}", unit="item", disable=not state.is_main_process) as bar:
-        reps = {
-            side: encode_schedule(
-                model,
-                schedule,
-                image_root=ds.image_root,
-                state=state,
-                chunk_items=eval_cfg.cache_chunk_items,
-                num_workers=eval_cfg.num_workers,
-                bar=bar,
-                throughput=figures[side],
-            )
-            for side, schedule in schedules.items()
-        }
-    stats.encode_seconds += time.perf_counter() - start
-    throughput = combine_throughput(gather_objects([list(figures.values())], state))
-    throughput["batches"] = batch_layout(eval_cfg)
-    if eval_cfg.dim is not None:  # the cache holds full-size reps; a Matryoshka dim is cut here
-        reps = {
-            side: truncate_reps(r, eval_cfg.dim, "eval.dim") if r.numel() else r for side, r in reps.items()
-        }
-    return reps, throughput
+        for side, items, where in (("qry", dd.qry_items, dd.qry_where), ("tgt", dd.tgt_items, dd.tgt_where))
+    }
 
 
 def _evaluate_dataset(
@@ -192,7 +150,7 @@ def _evaluate_dataset(
     stats.items_from_cache += dd.num_items - todo
     stats.distinct_items += dd.num_items
     stats.naive_slots += dd.naive_slots
-    reps, throughput = _encode_sides(model, ds, schedules, eval_cfg, state, stats)
+    reps, throughput = encode_sides(model, ds.name, ds.image_root, schedules, eval_cfg, state, stats)
     scored = score_queries(reps["qry"], reps["tgt"], dd, top_k=eval_cfg.top_k_predictions, ties=eval_cfg.ties)
     info = dataset_info(ds.name)
     record = {
@@ -241,6 +199,29 @@ def select_present(eval_cfg: EvalConfig) -> tuple[list[str], dict[str, dict[str,
     return [n for n in names if n not in missing], missing
 
 
+def _evaluate_v2(
+    model: Any,
+    eval_cfg: EvalConfig,
+    state: ProcessState,
+    stats: EvalStats,
+    model_name: str | None,
+    model_settings: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The MMEB-V2 run, its image block evaluated by `evaluate_model` itself."""
+    model.eval()
+    return evaluate_v2(
+        model,
+        eval_cfg,
+        state=state,
+        stats=stats,
+        fingerprint=model_fingerprint(model),
+        evaluate_images=evaluate_model,
+        model_name=model_name or _model_name(model),
+        model_settings=model_settings,
+        config={**_config_dict(model, eval_cfg), "eval": dataclasses.asdict(eval_cfg)},
+    )
+
+
 def evaluate_model(
     model: Any,
     eval_cfg: EvalConfig,
@@ -250,16 +231,19 @@ def evaluate_model(
     model_name: str | None = None,
     model_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir`; write results; return the summary.
+    """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir` (or, with `eval.benchmark:
+    mmeb_v2`, on the MMEB-V2 tasks: `v2_runner`); write results; return the summary.
 
     Every process must call this under a multi-process launch; all return the same summary.
     `model_settings` (where the model's settings came from, overrides) is recorded in the summary.
     """
-    if not eval_cfg.data_dir:
-        raise ConfigError("eval.data_dir is not set: point it at a local MMEB-eval folder")
     check_tie_rule(eval_cfg.ties)
     state = state or process_state()
     stats = stats if stats is not None else EvalStats()
+    if eval_cfg.benchmark == "mmeb_v2":
+        return _evaluate_v2(model, eval_cfg, state, stats, model_name, model_settings)
+    if not eval_cfg.data_dir:
+        raise ConfigError("eval.data_dir is not set: point it at a local MMEB-eval folder")
     out = Path(eval_cfg.output_dir)
     cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.cache_dir else out / "cache"
     model.eval()
@@ -326,6 +310,7 @@ def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]
     """
     from ..config import save_config
     from .reports import format_table
+    from .v2_reports import format_v2_table
 
     state = process_state(join_launch=True)
     model, resolved = load_embedding_model(cfg.model, explicit, state.device)
@@ -336,7 +321,7 @@ def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]
     summary = evaluate_model(model, cfg.eval, state=state, model_settings=resolved.report())
     if state.is_main_process:
         print(resolved.describe())
-        print(format_table(summary))
+        print(format_v2_table(summary) if cfg.eval.benchmark == "mmeb_v2" else format_table(summary))
     return summary
 
 

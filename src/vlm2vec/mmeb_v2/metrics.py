@@ -31,7 +31,7 @@ from ..config import EvalConfig, choices_of
 
 KS = (1, 5, 10)
 #: graded-NDCG pairing rules; the first is the default
-NDCG_RULES = ("reference", "correct")
+NDCG_RULES = choices_of(EvalConfig, "ndcg_rule")
 #: tie rules as in the V1 evaluator (`eval.ties`); the first is the default
 TIE_RULES = choices_of(EvalConfig, "ties")
 #: metric families in the order of the reference's score files
