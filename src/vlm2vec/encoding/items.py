@@ -92,9 +92,10 @@ class DedupedDataset:
         return len(self.qry_items) + len(self.tgt_items)
 
 
-def _intern(
+def intern_item(
     table: dict[Item, int], items: list[Item], where: list[tuple[int, str]], item: Item, at: tuple[int, str]
 ) -> int:
+    """Index of `item` in `items`, appended (with where it first appears) when new."""
     idx = table.get(item)
     if idx is None:
         idx = table[item] = len(items)
@@ -114,13 +115,13 @@ def dedup_examples(examples: Sequence[Example]) -> DedupedDataset:
     qry_index = np.empty(len(examples), dtype=np.int64)
     tgt_index: list[np.ndarray] = []
     for q, ex in enumerate(examples):
-        qry_index[q] = _intern(
+        qry_index[q] = intern_item(
             qry_table, qry_items, qry_where, Item(ex.qry_text, ex.qry_img), (q + 1, "qry_img_path")
         )
         tgt_index.append(
             np.array(
                 [
-                    _intern(tgt_table, tgt_items, tgt_where, Item(t, p), (q + 1, f"tgt_img_path[{j}]"))
+                    intern_item(tgt_table, tgt_items, tgt_where, Item(t, p), (q + 1, f"tgt_img_path[{j}]"))
                     for j, (t, p) in enumerate(zip(ex.tgt_texts, ex.tgt_imgs))
                 ],
                 dtype=np.int64,

@@ -45,9 +45,9 @@ def batch_layout(eval_cfg: EvalConfig) -> str:
     return f"rows-{eval_cfg.batch_size}"
 
 
-def result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str, str]) -> dict[str, Any]:
-    """What a dataset's result and predictions files depend on; `top_k_predictions` shapes the
-    predictions file and `ties` the ranks, so changing either re-scores (from the cache)."""
+def scoring_settings(fingerprint: str, eval_cfg: EvalConfig) -> dict[str, Any]:
+    """The settings every result depends on, V1 dataset or V2 task: model, batch layout, queries
+    scored, predictions kept, tie rule and dimension."""
     return {
         "model_fingerprint": fingerprint,
         "batches": batch_layout(eval_cfg),
@@ -55,8 +55,13 @@ def result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str,
         "top_k_predictions": eval_cfg.top_k_predictions,
         "ties": eval_cfg.ties,
         "dim": eval_cfg.dim,
-        "data": signature,
     }
+
+
+def result_settings(fingerprint: str, eval_cfg: EvalConfig, signature: dict[str, str]) -> dict[str, Any]:
+    """What a dataset's result and predictions files depend on; `top_k_predictions` shapes the
+    predictions file and `ties` the ranks, so changing either re-scores (from the cache)."""
+    return {**scoring_settings(fingerprint, eval_cfg), "data": signature}
 
 
 def load_finished(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:

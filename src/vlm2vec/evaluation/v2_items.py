@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoding import Item
+from ..encoding.items import intern_item
 from ..errors import DataNotFoundError
 from ..mmeb_v2.frames import VideoRef, select_frames
 from ..mmeb_v2.prompts import assemble, query_side, target_side
@@ -59,15 +60,6 @@ def _stamp(stamps: dict[str, str], path: Path, what: str) -> str:
     return key
 
 
-def _intern(table: dict[Item, int], items: list[Item], where: list, item: Item, at: tuple[int, str]) -> int:
-    idx = table.get(item)
-    if idx is None:
-        idx = table[item] = len(items)
-        items.append(item)
-        where.append(at)
-    return idx
-
-
 def _video(data: TaskData, folder: Path | None, ref: VideoRef, num_frames: int | None, stamps) -> tuple:
     if folder is None:
         return ()
@@ -89,7 +81,7 @@ def task_items(data: TaskData, num_frames: int) -> TaskItems:
         image = _stamp(out.stamps, q.image, ref.describe()) if q.image is not None else ""
         text = assemble(query_side(data.task, q), q.text, PLACEHOLDERS)
         item = Item(text, image, _video(data, q.video, ref, frames, out.stamps))
-        out.qry_index.append(_intern(table_q, out.qry_items, out.qry_where, item, (q.row, "query")))
+        out.qry_index.append(intern_item(table_q, out.qry_items, out.qry_where, item, (q.row, "query")))
     first_row = _first_rows(data)
     for name, cand in data.candidates.items():
         row = first_row.get(name, 0)
@@ -98,7 +90,7 @@ def task_items(data: TaskData, num_frames: int) -> TaskItems:
         text = assemble(target_side(data.task, cand), cand.text, PLACEHOLDERS)
         item = Item(text, image, _video(data, cand.video, ref, frames, out.stamps))
         out.tgt_index.append(
-            _intern(table_t, out.tgt_items, out.tgt_where, item, (row, f"candidate {name!r}"))
+            intern_item(table_t, out.tgt_items, out.tgt_where, item, (row, f"candidate {name!r}"))
         )
     return out
 

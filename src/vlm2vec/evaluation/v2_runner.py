@@ -41,7 +41,7 @@ from ..mmeb_v2.records import TaskData
 from ..mmeb_v2.tasks import IMAGE, TASKS
 from ..mmeb_v2.versions import DataVersionError
 from .mmeb_eval import MissingDatasetError
-from .result_settings import batch_layout, file_digest, load_finished
+from .result_settings import batch_layout, file_digest, load_finished, scoring_settings
 from .side_encoding import encode_sides, schedule_side
 from .v2_data import locate_v2
 from .v2_items import TaskItems, task_items
@@ -70,14 +70,9 @@ def task_settings(fingerprint: str, eval_cfg: EvalConfig, data: TaskData, items:
     for f in data.files:
         files.update(f"{f.name}:{file_digest(f)}\n".encode())
     return {
-        "model_fingerprint": fingerprint,
-        "batches": batch_layout(eval_cfg),
-        "max_queries": eval_cfg.max_queries,
-        "top_k_predictions": eval_cfg.top_k_predictions,
-        "ties": eval_cfg.ties,
+        **scoring_settings(fingerprint, eval_cfg),
         "ndcg_rule": eval_cfg.ndcg_rule,
         "num_frames": eval_cfg.num_frames,
-        "dim": eval_cfg.dim,
         "data_version": data.data_version,
         "annotations_sha256": files.hexdigest(),
         "items_sha256": _items_digest(items),
