@@ -49,3 +49,16 @@ def test_embedding_runs_without_the_train_extra(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_a_missing_training_package_is_one_line_naming_the_setting_and_the_extra(tmp_path, monkeypatch):
+    from vlm2vec.errors import MissingExtraError, UserError
+    from vlm2vec.training.logging import MetricsLogger
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were absent
+    with pytest.raises(MissingExtraError) as info:
+        MetricsLogger(tmp_path, report_to="tensorboard", config={}, run_name="r")
+    assert isinstance(info.value, UserError)
+    message = str(info.value)
+    assert "train.report_to=tensorboard" in message and "pip install 'vlm2vec[train]'" in message
+    assert "\n" not in message

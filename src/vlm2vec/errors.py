@@ -84,3 +84,20 @@ __all__ = [
     "unwrap_worker_error",
     "user_message",
 ]
+
+
+class MissingExtraError(UserError, ImportError):
+    """A feature needs a package of an optional extra that is not installed; the message says which."""
+
+
+def import_extra(module: str, *, needed_for: str, extra: str = "train"):
+    """Import `module`, or raise a `MissingExtraError` naming the setting that needs it and the extra
+    that installs it (a user who only embeds installs no training-only package)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{needed_for} needs {module.split('.')[0]}, part of the '{extra}' extra: pip install 'vlm2vec[{extra}]'"
+        ) from exc

@@ -19,7 +19,8 @@ import torch
 from accelerate import Accelerator, DeepSpeedPlugin
 from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
-from ..config import Config, ConfigError, TrainConfig, choices_of
+from ..config import Config, ConfigError, TrainConfig
+from ..errors import import_extra
 
 
 def _fill(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -98,11 +99,12 @@ def deepspeed_requested(cfg: TrainConfig) -> bool:
 def build_accelerator(cfg: Config) -> Accelerator:
     """An Accelerator matching the launch (plain, DDP, DeepSpeed) and the config."""
     t = cfg.train
-    modes = choices_of(TrainConfig, "mixed_precision")
-    if t.mixed_precision not in modes:
-        raise ConfigError(f"train.mixed_precision must be one of {modes}, got {t.mixed_precision!r}")
     cuda = torch.cuda.is_available()
     use_ds = deepspeed_requested(t)
+    if use_ds:
+        import_extra(
+            "deepspeed", needed_for="DeepSpeed (train.deepspeed_config or accelerate --use_deepspeed)"
+        )
     plugin = (
         DeepSpeedPlugin(hf_ds_config=resolve_deepspeed_config(t.deepspeed_config, t))
         if t.deepspeed_config

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..atomic_files import atomic_write_text
 from ..config import TrainConfig, choices_of
+from ..errors import import_extra
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,7 @@ class MetricsLogger:
         if backend == "auto":
             backend = "wandb" if wandb_configured() else "tensorboard"
         if backend == "wandb":
-            import wandb
-
+            wandb = import_extra("wandb", needed_for=f"train.report_to={report_to} (wandb)")
             id_file = out / WANDB_ID_FILE
             run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
             if run_id is None:
@@ -98,11 +98,10 @@ class MetricsLogger:
                 resume="allow",
             )
         elif backend == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
+            tensorboard = import_extra("torch.utils.tensorboard", needed_for=f"train.report_to={report_to}")
             # purge_step: TensorBoard drops events of this step and later logged before the kill
             purge = resume_step + 1 if resume else None
-            self._tb = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=purge)
+            self._tb = tensorboard.SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=purge)
         self.backend = backend
         logger.info("metrics: %s/metrics.jsonl%s", out, "" if backend == "none" else f" + {backend}")
 
