@@ -58,6 +58,11 @@ class ModelConfig(Section):
         "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep",
         choices=("high", "low", "native"),
     )
+    video_as_images: bool = opt(
+        False,
+        "give a video's frames as images (<|video_k|> becomes one image placeholder per frame): needed by "
+        "phi3_v and llava_next, which have no video input; allowed on Qwen-VL",
+    )
     num_crops: int = opt(
         4, "Phi-3.5-V HD transform: maximum number of 336px crops per image", check=AT_LEAST_1
     )
