@@ -207,3 +207,40 @@ def test_feature_scatter_fills_media_positions_in_order_and_checks_the_count():
     assert torch.equal(out[where], features) and not out[~where].any()
     with pytest.raises(ValueError, match="3 media token positions in input_ids but 2 features"):
         scatter_features(embeds, where, features[:2])
+
+
+def _video_frames(n: int, size: tuple[int, int] = (84, 56)) -> list:
+    from PIL import Image
+
+    return [Image.new("RGB", size, (40 * i % 256, 90, 200 - 20 * i)) for i in range(n)]
+
+
+def test_a_video_is_one_input_on_qwen_and_an_error_naming_the_backbone_elsewhere(tiny_backbone):
+    from vlm2vec.config import ConfigError
+
+    name, _ = tiny_backbone
+    proc = _model(tiny_backbone).processor
+    call = lambda: proc(["<|video_1|> what happens", "text"], videos=[[_video_frames(3)], []])  # noqa: E731
+    if hasattr(proc, "num_video_tokens"):  # a backbone with a video input says what a video costs
+        batch = call()
+        assert int((batch["input_ids"] == proc.video_token_id).sum()) == proc.num_video_tokens(3, (84, 56))
+        return
+    with pytest.raises(ConfigError, match=rf"row 0: the {name} backbone has no video input.*video_as_images"):
+        call()
+
+
+def test_video_as_images_gives_the_frames_as_images_in_placeholder_order(tiny_backbone, tiny_images):
+    model = _model(tiny_backbone, video_as_images=True)
+    frames = _video_frames(3)
+    as_video = model.processor(
+        ["<|image_1|> then <|video_1|> and <|image_2|>", "text"],
+        [[tiny_images[0], tiny_images[1]], []],
+        videos=[[frames], []],
+    )
+    as_images = model.processor(
+        ["<|image_1|> then <|image_2|><|image_3|><|image_4|> and <|image_5|>", "text"],
+        [[tiny_images[0], *frames, tiny_images[1]], []],
+    )
+    assert as_video.keys() == as_images.keys()
+    for key in as_images:
+        assert torch.equal(as_video[key], as_images[key]), key

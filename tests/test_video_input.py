@@ -116,3 +116,17 @@ def test_a_batch_without_videos_takes_the_image_path_unchanged(qwen, tiny_images
 
 def proc_image_id(model: EmbeddingModel) -> int:
     return model.processor.image_token_id
+
+
+def test_video_as_images_enters_the_fingerprint_only_when_set():
+    from vlm2vec.config import ModelConfig
+    from vlm2vec.encoding.fingerprint import model_fingerprint
+
+    module = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        module.weight.copy_(torch.arange(4.0).view(2, 2))
+        module.bias.zero_()
+    module.cfg = ModelConfig(max_length=64)
+    assert model_fingerprint(module) == "8733067690553cbef0f51a377faab1f0"  # as before the setting existed
+    module.cfg = ModelConfig(max_length=64, video_as_images=True)
+    assert model_fingerprint(module) != "8733067690553cbef0f51a377faab1f0"
