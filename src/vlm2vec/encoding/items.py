@@ -24,6 +24,7 @@ class Item:
 
     text: str
     image: str = ""
+    video: tuple[str, ...] = ()
 
 
 def item_key(item: Item, image_stamp: str = "") -> str:
