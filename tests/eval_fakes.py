@@ -23,8 +23,9 @@ def _token_id(word: str) -> int:
 
 
 class FakeProcessor:
-    """Word ids + each row's image (and video frames') channel means; an image takes one token
-    (`num_image_tokens`)."""
+    """Word ids + each row's image (and videos' frames') channel means; an image takes one token
+    (`num_image_tokens`). `videos`, as the backbone processors take it: per row a list of videos, each
+    a list of frames."""
 
     def num_image_tokens(self, image) -> int:
         return 1
@@ -41,8 +42,10 @@ class FakeProcessor:
         for i, imgs in enumerate(images or [[] for _ in rows]):
             if imgs:
                 pixels[i] = torch.from_numpy(np.asarray(imgs[0], dtype=np.float32).mean(axis=(0, 1)) / 255.0)
-        for i, frames in enumerate(videos or [[] for _ in rows]):
-            if frames:  # a video: the mean colour of its frames, added to the row's image part
+        for i, row_videos in enumerate(videos or [[] for _ in rows]):
+            for frames in (
+                row_videos or []
+            ):  # a video: the mean colour of its frames, added to the row's image part
                 means = [np.asarray(f, dtype=np.float32).mean(axis=(0, 1)) / 255.0 for f in frames]
                 pixels[i] += torch.from_numpy(np.mean(means, axis=0))
         return {"input_ids": ids, "attention_mask": mask, "pixel_means": pixels, "texts": list(texts)}

@@ -207,3 +207,113 @@ def test_feature_scatter_fills_media_positions_in_order_and_checks_the_count():
     assert torch.equal(out[where], features) and not out[~where].any()
     with pytest.raises(ValueError, match="3 media token positions in input_ids but 2 features"):
         scatter_features(embeds, where, features[:2])
+
+
+def _video_frames(n: int, size: tuple[int, int] = (84, 56)) -> list:
+    from PIL import Image
+
+    return [Image.new("RGB", size, (40 * i % 256, 90, 200 - 20 * i)) for i in range(n)]
+
+
+def test_a_video_is_one_input_on_qwen_and_an_error_naming_the_backbone_elsewhere(tiny_backbone):
+    from vlm2vec.config import ConfigError
+
+    name, _ = tiny_backbone
+    proc = _model(tiny_backbone).processor
+    call = lambda: proc(["<|video_1|> what happens", "text"], videos=[[_video_frames(3)], []])  # noqa: E731
+    if hasattr(proc, "num_video_tokens"):  # a backbone with a video input says what a video costs
+        batch = call()
+        assert int((batch["input_ids"] == proc.video_token_id).sum()) == proc.num_video_tokens(3, (84, 56))
+        return
+    with pytest.raises(ConfigError, match=rf"row 0: the {name} backbone has no video input.*video_as_images"):
+        call()
+
+
+def test_video_as_images_gives_the_frames_as_images_in_placeholder_order(tiny_backbone, tiny_images):
+    model = _model(tiny_backbone, video_as_images=True)
+    frames = _video_frames(3)
+    as_video = model.processor(
+        ["<|image_1|> then <|video_1|> and <|image_2|>", "text"],
+        [[tiny_images[0], tiny_images[1]], []],
+        videos=[[frames], []],
+    )
+    as_images = model.processor(
+        ["<|image_1|> then <|image_2|><|image_3|><|image_4|> and <|image_5|>", "text"],
+        [[tiny_images[0], *frames, tiny_images[1]], []],
+    )
+    assert as_video.keys() == as_images.keys()
+    for key in as_images:
+        assert torch.equal(as_video[key], as_images[key]), key
+
+
+def _video_model(tiny_backbone, **kw) -> EmbeddingModel:
+    """The backbone's tiny model reading videos: as one video input where it has one, else as frames."""
+    name, folder = tiny_backbone
+    torch.manual_seed(0)
+    as_images = name in ("phi3_v", "llava_next")
+    return EmbeddingModel.from_config(tiny_model_config(name, folder, video_as_images=as_images, **kw)).eval()
+
+
+VIDEO_TEXTS = ["<|video_1|> what happens", "a red circle", "<|image_1|> then <|video_1|>", "<|video_1|>"]
+
+
+def _video_rows(tiny_images) -> tuple[list, list]:
+    images = [[], [], [tiny_images[0]], []]
+    videos = [[_video_frames(3)], [], [_video_frames(2, (56, 84))], [_video_frames(4)]]
+    return images, videos
+
+
+def test_video_rows_do_not_depend_on_padding_side_or_batch_mates(tiny_backbone, tiny_images):
+    model = _video_model(tiny_backbone)
+    proc = model.processor
+    images, videos = _video_rows(tiny_images)
+    with torch.no_grad():
+        right = model.encode(proc(VIDEO_TEXTS, images, videos=videos))
+        left = model.encode(proc(VIDEO_TEXTS, images, padding_side="left", videos=videos))
+        single = torch.cat(
+            [model.encode(proc([t], [i], videos=[v])) for t, i, v in zip(VIDEO_TEXTS, images, videos)]
+        )
+    assert torch.allclose(right, single, atol=1e-5, rtol=0)
+    assert torch.allclose(left, single, atol=1e-5, rtol=0)
+
+
+def test_text_image_video_and_mixed_batches_record_the_same_module_trace(tiny_backbone, tiny_images):
+    """The lockstep rule with videos: one vision call per forward whatever the mix of rows, so ranks
+    whose chunks differ in images, videos and text run the same modules (ZeRO-3) and make gradients
+    ready in the same order (DDP, ZeRO-2)."""
+    from lockstep_checks import assert_same_module_trace
+
+    model = _video_model(tiny_backbone).train()
+    proc = model.processor
+
+    def run(texts, images=None, videos=None):
+        return lambda: model.encode(proc(texts, images, videos=videos))
+
+    runs = {
+        "text only (dummy image)": run(["a red circle", "blue"]),
+        "image + text": run(["<|image_1|> a red circle", "blue"], [[tiny_images[0]], []]),
+        "video + text": run(["<|video_1|> a clip", "blue"], None, [[_video_frames(3)], []]),
+        "image and video rows": run(
+            ["<|image_1|> a", "<|video_1|> b"], [[tiny_images[1]], []], [[], [_video_frames(2)]]
+        ),
+        "image and video in one row": run(
+            ["<|video_1|> <|image_1|>"], [[tiny_images[2]]], [[_video_frames(4)]]
+        ),
+    }
+    assert_same_module_trace(model, runs)
+    orders = {label: gradient_ready_order(model.encoder, lambda r=r: r().sum()) for label, r in runs.items()}
+    first = next(iter(orders.values()))
+    assert all(order == first for order in orders.values()), orders.keys()
+
+
+def test_gradcache_keeps_video_rows_whole_and_gives_the_full_batch_loss(tiny_backbone, tiny_images):
+    model = _video_model(tiny_backbone).train()
+    images, videos = _video_rows(tiny_images)
+    qry = model.processor(VIDEO_TEXTS, images, videos=videos)
+    tgt = model.processor(
+        ["red", "<|image_1|> the picture", "a caption", "blue"], [[], [tiny_images[1]], [], []]
+    )
+    full_loss = LOSS(model(qry=qry)["qry_reps"], model(tgt=tgt)["tgt_reps"]).detach()
+    model.zero_grad()
+    loss = GradCache(LOSS, 1, 3, split_fn=model.split_batch).step(model, qry, tgt)
+    assert torch.allclose(loss, full_loss, rtol=1e-5)

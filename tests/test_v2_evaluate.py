@@ -27,9 +27,7 @@ IMAGES = {"ImageNet-1K": "classification", "MSCOCO_t2i": "retrieval_t2i"}
 #: the modalities the tiny model runs; video joins once the backbones turn Item.video into inputs
 TINY_MODALITIES = [
     pytest.param(("image", "visdoc"), id="image+visdoc"),
-    pytest.param(
-        ("video",), id="video", marks=pytest.mark.skip(reason="backbone video input lands separately")
-    ),
+    pytest.param(("video",), id="video"),
 ]
 
 

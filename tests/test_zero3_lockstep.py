@@ -90,7 +90,10 @@ def test_two_process_step_equals_one_process_on_the_global_batch(results, scenar
     0), so a tower with a missing or wrong update cannot hide in the total."""
     refs, runs = results
     engine, backbone, lora, chunk = scenario
-    ref, run = refs[(backbone, lora, chunk)], runs[scenario]
+    _check_update(refs[(backbone, lora, chunk)], runs[scenario], lora)
+
+
+def _check_update(ref: dict, run: dict, lora: bool) -> None:
     assert run["loss"] == pytest.approx(ref["loss"], rel=1e-5)
     assert run["delta"].keys() == ref["delta"].keys()
     total = torch.sqrt(sum((d.double() ** 2).sum() for d in ref["delta"].values()))
@@ -103,6 +106,38 @@ def test_two_process_step_equals_one_process_on_the_global_batch(results, scenar
     if not lora:  # the vision tower really is trained, so its update is compared too
         vision = [d.norm() for n, d in ref["delta"].items() if any(t in n for t in VISION_NAMES)]
         assert vision and max(vision) > 0
+
+
+VIDEO_BACKBONES = ("qwen2_vl", "qwen3_vl")
+
+
+@pytest.fixture(scope="module")
+def video_results(tmp_path_factory, folders):
+    out = tmp_path_factory.mktemp("lockstep_videos") / "result"
+    folder_arg = json.dumps({k: str(v) for k, v in folders.items()})
+    args = ["--videos", "--engines", "zero3", "--backbones", ",".join(VIDEO_BACKBONES)]
+    launch(
+        SCRIPTS / "lockstep_worker.py",
+        "--out",
+        str(out),
+        "--folders",
+        folder_arg,
+        *args,
+        nproc=2,
+        timeout=600,
+    )
+    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
+    return {**ranks[0]["refs"], **ranks[1]["refs"]}, ranks[0]["runs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", scenarios(("zero3",), VIDEO_BACKBONES), ids=_ids)
+def test_two_process_zero3_step_with_video_rows_on_one_rank_equals_one_process(video_results, scenario):
+    """One rank's chunk holds a video while the other's holds images or text only: the one vision call
+    per forward keeps ZeRO-3's gathers in step, and the update is the one-process update."""
+    refs, runs = video_results
+    _, backbone, lora, chunk = scenario
+    _check_update(refs[(backbone, lora, chunk)], runs[scenario], lora)
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from torch import nn
 from .atomic_files import replace_dir
 from .backbones import Backbone, detect_backbone, get_backbone
 from .backbones.base import ImagesInput, TextInput, check_backbone_settings, normalize_batch
+from .backbones.media import VideosInput, normalize_videos
 from .config import ModelConfig, from_dict
 from .errors import ModelLoadError, ModelNotFoundError
 from .matryoshka import truncate_reps
@@ -212,17 +213,25 @@ class EmbeddingModel(nn.Module):
 
     @torch.inference_mode()
     def embed(
-        self, texts: TextInput, images: ImagesInput = None, batch_size: int = 8, dim: int | None = None
+        self,
+        texts: TextInput,
+        images: ImagesInput = None,
+        videos: VideosInput = None,
+        batch_size: int = 8,
+        dim: int | None = None,
     ) -> torch.Tensor:
-        """Embed raw items (texts with `<|image_k|>` placeholders + PIL images) in eval mode; ``dim`` as
-        in `encode`."""
+        """Embed raw items (texts with `<|image_k|>` / `<|video_k|>` placeholders + PIL images, and
+        videos as lists of PIL frames: per text a list of videos) in eval mode; ``dim`` as in `encode`."""
         all_texts, all_images = normalize_batch(texts, images)
+        all_videos = normalize_videos(texts, videos, len(all_texts))
         modes = [(module, module.training) for module in self.modules()]  # each submodule's own mode
         self.eval()
         out = []
         try:
             for s in range(0, len(all_texts), batch_size):
-                batch = self.processor(all_texts[s : s + batch_size], all_images[s : s + batch_size])
+                part = slice(s, s + batch_size)
+                media = {"videos": all_videos[part]} if any(all_videos[part]) else {}
+                batch = self.processor(all_texts[part], all_images[part], **media)
                 batch = move_batch(batch, self.device)
                 out.append(self.encode(batch, dim=dim).float().cpu())
         finally:

@@ -6,6 +6,8 @@ from the project's configs/deepspeed/zero{2,3}.json), runs one GradCache step wi
 parameter update on rank 0. The ranks' local batches differ in images the way MMEB batches do: rank 0's
 queries hold an image row, a text row and a two-image row while rank 1's are text only, and the targets
 the other way round, so with chunk 1 and chunk 3 some chunk has images on one rank and none on the other.
+With `--videos` (Qwen-VL backbones) a video row joins: rank 1's first query and rank 0's second target,
+so one rank's chunk holds a video while the other's holds images or text only.
 
 Each rank also computes some of the one-process references (round robin): the same model, rank r's
 chunks (as GradCache plans them) forwarded with plain autograd from seed 100 + r (so LoRA dropout draws the same masks), the loss
@@ -42,6 +44,8 @@ BACKBONES = ("phi3_v", "qwen2_vl", "qwen3_vl", "llava_next")
 #: towers) under ZeRO-3 with chunk 1 only, which keeps the launch short
 FULL_MATRIX = ("phi3_v", "qwen2_vl")
 CHUNKS = (1, 3)
+#: set by --videos: a video row on each rank (see the module docstring)
+VIDEO_ROWS = {"on": False}
 
 
 def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool, int]]:
@@ -90,7 +94,14 @@ def build(backbone: str, folder: str, lora: bool) -> EmbeddingModel:
 
 def batches(model: EmbeddingModel, rank: int) -> tuple[dict, dict]:
     (qt, qi), (tt, ti) = local_texts(rank)
-    return model.processor(qt, qi), model.processor(tt, ti)
+    if not VIDEO_ROWS["on"]:
+        return model.processor(qt, qi), model.processor(tt, ti)
+    frames = [image(84, 56, 10 + k) for k in range(3)]
+    if rank == 1:
+        qt = [f"<|video_1|> {qt[0]}", *qt[1:]]
+        return model.processor(qt, qi, videos=[[frames], [], []]), model.processor(tt, ti)
+    tt = [tt[0], f"<|video_1|> {tt[1]}", tt[2]]
+    return model.processor(qt, qi), model.processor(tt, ti, videos=[[], [frames], []])
 
 
 def reference(backbone: str, folder: str, lora: bool, chunk: int) -> dict:
@@ -172,7 +183,9 @@ def main() -> None:
     p.add_argument("--folders", required=True, help="JSON {backbone: tiny folder}")
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--backbones", default=",".join(BACKBONES))
+    p.add_argument("--videos", action="store_true", help="add the video rows (Qwen-VL backbones)")
     args = p.parse_args()
+    VIDEO_ROWS["on"] = args.videos
     torch.set_num_threads(1)
     folders = json.loads(args.folders)
     import deepspeed

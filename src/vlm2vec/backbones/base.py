@@ -1,9 +1,10 @@
 """The backbone interface: the one seam between a vision-language model family and the rest.
 
 A backbone knows how to load itself from a local folder (official layout) or build itself from a
-config, which image token its prompts use, how to turn records (text with MMEB `<|image_k|>`
-placeholders + PIL images) into model inputs, and how to return final hidden states for a batch
-without computing LM logits. It knows nothing about pooling, losses or training.
+config, which image token its prompts use, how to turn records (text with MMEB `<|image_k|>` and
+`<|video_k|>` placeholders + PIL images and frame lists) into model inputs, and how to return final
+hidden states for a batch without computing LM logits. It knows nothing about pooling, losses or
+training.
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ class Backbone(ABC):
 
     @abstractmethod
     def load_processor(self, path: str, cfg: ModelConfig) -> Any:
-        """Return a callable processor: `processor(texts, images, max_length=...) -> dict of tensors`."""
+        """Return a callable processor: `processor(texts, images, max_length=..., videos=...) -> dict of
+        tensors` (`media.prepare_media` reads its images and videos)."""
 
     @abstractmethod
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -32,16 +32,15 @@ from .base import (
     ImagesInput,
     TextInput,
     embed_with_images,
-    normalize_batch,
     pad_rows,
     padded_positions,
     to_rgb,
     torch_dtype,
     unwrap_peft,
 )
+from .media import VideosInput, prepare_media
 from .placeholders import (
     MMEB_IMAGE_PLACEHOLDER,
-    check_placeholders,
     expand_within_budget,
     media_expansion,
     scatter_features,
@@ -56,7 +55,13 @@ RESOLUTIONS: dict[str, tuple[int, int] | None] = {"high": (1344, 1344), "low": (
 class LlavaNextEmbedProcessor:
     """MMEB placeholders -> LLaVA-NeXT inputs (input_ids, attention_mask, pixel_values, image_sizes)."""
 
-    def __init__(self, hf_processor: Any, max_length: int | None = None, image_resolution: str = "high"):
+    def __init__(
+        self,
+        hf_processor: Any,
+        max_length: int | None = None,
+        image_resolution: str = "high",
+        video_as_images: bool = False,
+    ):
         if image_resolution not in RESOLUTIONS:
             raise ValueError(
                 f"model.image_resolution must be one of {sorted(RESOLUTIONS)}, got {image_resolution!r}"
@@ -65,6 +70,7 @@ class LlavaNextEmbedProcessor:
         self.tokenizer = hf_processor.tokenizer
         self.image_processor = hf_processor.image_processor
         self.max_length = max_length
+        self.video_as_images = video_as_images
         self.resize = RESOLUTIONS[image_resolution]
         self.image_token = hf_processor.image_token
         self.image_token_id = int(hf_processor.image_token_id)
@@ -93,10 +99,16 @@ class LlavaNextEmbedProcessor:
         images: ImagesInput = None,
         max_length: int | None = None,
         padding_side: str = "right",
+        videos: VideosInput = None,
     ) -> dict[str, torch.Tensor]:
-        texts, per_row = normalize_batch(text, images)
-        for r, (t, imgs) in enumerate(zip(texts, per_row)):
-            check_placeholders(t, len(imgs), row=r)
+        texts, per_row, _ = prepare_media(
+            text,
+            images,
+            videos,
+            backbone="llava_next",
+            video_input=False,
+            video_as_images=self.video_as_images,
+        )
         max_text = max_length if max_length is not None else self.max_length
         flat = [self._image(im) for row in per_row for im in row]
         out: dict[str, torch.Tensor] = {}
@@ -172,7 +184,10 @@ class LlavaNextBackbone(Backbone):
         from transformers import LlavaNextProcessor
 
         return LlavaNextEmbedProcessor(
-            LlavaNextProcessor.from_pretrained(path), cfg.max_length, cfg.image_resolution
+            LlavaNextProcessor.from_pretrained(path),
+            cfg.max_length,
+            cfg.image_resolution,
+            cfg.video_as_images,
         )
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:

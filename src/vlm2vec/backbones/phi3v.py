@@ -249,6 +249,7 @@ class Phi3VBackbone(Backbone):
             image_mean=pre.get("image_mean", CLIP_MEAN),
             image_std=pre.get("image_std", CLIP_STD),
             max_length=cfg.max_length,
+            video_as_images=cfg.video_as_images,
         )
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:

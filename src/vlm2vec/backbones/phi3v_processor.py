@@ -32,11 +32,11 @@ from PIL import Image
 from .base import (
     ImagesInput,
     TextInput,
-    normalize_batch,
     pad_rows,
     to_rgb,
 )
-from .placeholders import check_placeholders, expand_within_budget, media_expansion, split_at_placeholders
+from .media import VideosInput, prepare_media
+from .placeholders import expand_within_budget, media_expansion, split_at_placeholders
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -130,6 +130,7 @@ class Phi3VProcessor:
         image_mean: Sequence[float] = CLIP_MEAN,
         image_std: Sequence[float] = CLIP_STD,
         max_length: int | None = None,
+        video_as_images: bool = False,
     ) -> None:
         grid = crop_size // patch_size
         if crop_size % patch_size or grid % 2:
@@ -144,6 +145,7 @@ class Phi3VProcessor:
         self.image_mean = tuple(image_mean)
         self.image_std = tuple(image_std)
         self.max_length = max_length
+        self.video_as_images = video_as_images
         if tokenizer.pad_token_id is None:
             raise ValueError(
                 "the Phi-3.5-V tokenizer needs a pad token (<|endoftext|> in the official files)"
@@ -174,11 +176,12 @@ class Phi3VProcessor:
         images: ImagesInput = None,
         max_length: int | None = None,
         padding_side: str = "right",
+        videos: VideosInput = None,
     ) -> dict[str, torch.Tensor]:
-        texts, per_row = normalize_batch(text, images)
+        texts, per_row, _ = prepare_media(
+            text, images, videos, backbone="phi3_v", video_input=False, video_as_images=self.video_as_images
+        )
         max_length = self.max_length if max_length is None else max_length
-        for row, (t, imgs) in enumerate(zip(texts, per_row)):
-            check_placeholders(t, len(imgs), row=row)
 
         pixel_rows: list[list[torch.Tensor]] = []
         size_rows: list[list[tuple[int, int]]] = []

@@ -5,8 +5,9 @@ between placeholders is tokenised (each backbone its own way), each placeholder 
 item's run of tokens (`Expansion`: which ids, how many, and their modality types), and a text-token
 budget (`max_length`) cuts text only, never a media item's tokens. In the model, the vision features
 are then written at those token positions (`scatter_features`). A placeholder kind is a name in
-`PLACEHOLDER_KINDS`; images are the one kind today, and videos (`<|video_k|>`, a backbone's video
-tokens) are meant to be a second kind of the same `Placeholder` and `Expansion`.
+`PLACEHOLDER_KINDS`: images (`<|image_k|>`) and videos (`<|video_k|>`, a list of frames), each
+numbered from 1 on its own; a backbone without video input may take a video's frames as images
+(`frames_as_images`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import torch
 
 #: The placeholder MMEB stores in its instructions: `<|image_1|>`, `<|image_2|>`, ...
 MMEB_IMAGE_PLACEHOLDER = re.compile(r"<\|image_(\d+)\|>")
+#: The placeholder of a video (a list of frames) in MMEB-V2 style: `<|video_1|>`, `<|video_2|>`, ...
+MMEB_VIDEO_PLACEHOLDER = re.compile(r"<\|video_(\d+)\|>")
 #: the kinds of media placeholder MMEB prompts carry, as named in `<|{kind}_{k}|>`
-PLACEHOLDER_KINDS: tuple[str, ...] = ("image",)
+PLACEHOLDER_KINDS: tuple[str, ...] = ("image", "video")
 #: any placeholder of a known kind: group 1 is the kind, group 2 the number k (from 1)
 PLACEHOLDER = re.compile(rf"<\|({'|'.join(PLACEHOLDER_KINDS)})_(\d+)\|>")
-#: modality type of a token (`mm_token_type_ids`, transformers' Qwen-VL convention): text, image
-TEXT_TYPE, IMAGE_TYPE = 0, 1
+#: modality type of a token (`mm_token_type_ids`, transformers' Qwen-VL convention): text, image, video
+TEXT_TYPE, IMAGE_TYPE, VIDEO_TYPE = 0, 1, 2
+_PATTERNS = {"image": MMEB_IMAGE_PLACEHOLDER, "video": MMEB_VIDEO_PLACEHOLDER}
 
 
 @dataclass(frozen=True)
@@ -54,19 +58,36 @@ def split_at_placeholders(text: str) -> tuple[list[str], list[Placeholder]]:
     return pieces, found
 
 
-def check_placeholders(text: str, num_images: int, row: int | None = None) -> list[int]:
-    """Validate MMEB placeholders: numbered 1..n, contiguous, n == number of images. Returns the numbers."""
-    nums = [int(m) for m in MMEB_IMAGE_PLACEHOLDER.findall(text)]
+def check_placeholders(text: str, num_images: int, row: int | None = None, kind: str = "image") -> list[int]:
+    """Validate MMEB placeholders of `kind`: numbered 1..n, contiguous, n == number of media items of
+    that kind (`num_images`). Returns the numbers."""
+    nums = [int(m) for m in _PATTERNS[kind].findall(text)]
     where = f"row {row}: " if row is not None else ""
     if nums != list(range(1, len(nums) + 1)):  # in order: features are placed in order of appearance
         raise ValueError(
-            f"{where}image placeholders must be <|image_1|>..<|image_n|> in order, got {nums} in {text[:80]!r}"
+            f"{where}{kind} placeholders must be <|{kind}_1|>..<|{kind}_n|> in order, got {nums} in {text[:80]!r}"
         )
     if len(nums) != num_images:
         raise ValueError(
-            f"{where}prompt has {len(nums)} image placeholder(s) but {num_images} image(s) were given: {text[:80]!r}"
+            f"{where}prompt has {len(nums)} {kind} placeholder(s) but {num_images} {kind}(s) were given: "
+            f"{text[:80]!r}"
         )
     return nums
+
+
+def frames_as_images(text: str, images: Sequence, videos: Sequence[Sequence]) -> tuple[str, list]:
+    """The prompt and images of a row whose videos are given as their frames: each `<|video_k|>`
+    becomes one `<|image_j|>` per frame of video k, and every placeholder is renumbered in order of
+    appearance, the images following in that order. The placeholders must be valid already."""
+    pieces, found = split_at_placeholders(text)
+    out, merged = [pieces[0]], []
+    for p, piece in zip(found, pieces[1:]):
+        media = [images[p.number - 1]] if p.kind == "image" else list(videos[p.number - 1])
+        for item in media:
+            merged.append(item)
+            out.append(f"<|image_{len(merged)}|>")
+        out.append(piece)
+    return "".join(out), merged
 
 
 def media_expansion(
@@ -131,12 +152,15 @@ def scatter_features(embeds: torch.Tensor, where: torch.Tensor, features: torch.
 
 __all__ = [
     "IMAGE_TYPE",
+    "MMEB_VIDEO_PLACEHOLDER",
+    "VIDEO_TYPE",
     "PLACEHOLDER",
     "PLACEHOLDER_KINDS",
     "TEXT_TYPE",
     "Expansion",
     "Placeholder",
     "expand_within_budget",
+    "frames_as_images",
     "media_expansion",
     "scatter_features",
     "split_at_placeholders",

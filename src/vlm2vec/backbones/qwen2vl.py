@@ -8,6 +8,10 @@ Two prompt formats (``ModelConfig.prompt_format``):
 - ``native``: ``<|vision_start|>`` + N pads + ``<|vision_end|>`` with the model's 3-D M-RoPE
   positions, as the base model was pre-trained.
 
+A ``<|video_k|>`` (a list of frames) is one video input (`qwen_video`), written as the images are
+but with ``<|video_pad|>`` tokens; the vision tower still runs once per forward, on the image and
+video patches together.
+
 Position ids are always computed here from the attention mask, so left and right padding give the
 same hidden states and no state is carried between calls (the HF model caches ``rope_deltas``).
 """
@@ -27,21 +31,22 @@ from .base import (
     Backbone,
     ImagesInput,
     TextInput,
-    embed_with_images,
-    normalize_batch,
     pad_rows,
     padded_positions,
     to_rgb,
     torch_dtype,
     unwrap_peft,
 )
+from .media import VideosInput, prepare_media
 from .placeholders import (
-    check_placeholders,
+    VIDEO_TYPE,
+    Expansion,
     expand_within_budget,
     media_expansion,
-    scatter_features,
     split_at_placeholders,
 )
+from .qwen_video import temporal_groups, video_patches
+from .qwen_vision import MEDIA_KEYS, has_media, input_embeddings
 from .registry import register_backbone
 
 
@@ -59,6 +64,7 @@ class QwenVLProcessor:
         image_processor: Any,
         prompt_format: str = "vlm2vec",
         max_length: int | None = None,
+        video_as_images: bool = False,
     ):
         if prompt_format not in ("vlm2vec", "native"):
             raise ConfigError(
@@ -74,12 +80,15 @@ class QwenVLProcessor:
         self.image_processor = image_processor
         self.prompt_format = prompt_format
         self.max_length = max_length
+        self.video_as_images = video_as_images
         self.image_token = "<|image_pad|>"
         vocab = tokenizer.get_vocab()
-        missing = [t for t in ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>") if t not in vocab]
+        special = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+        missing = [t for t in special if t not in vocab]
         if missing:
             raise ValueError(f"tokenizer lacks Qwen-VL special tokens {missing}")
         self.image_token_id = vocab["<|image_pad|>"]
+        self.video_token_id = vocab["<|video_pad|>"]
         self.vision_start_id = vocab["<|vision_start|>"]
         self.vision_end_id = vocab["<|vision_end|>"]
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -92,18 +101,51 @@ class QwenVLProcessor:
         n = int(self.image_processor.get_number_of_image_patches(h, w)) // self.merge_size**2
         return n + 2 if self.prompt_format == "native" else n
 
+    def num_video_tokens(self, num_frames: int, size: tuple[int, int]) -> int:
+        """Positions a video of `num_frames` frames of `size` (width, height) takes in the prompt: its
+        temporal groups times one frame's merged patches (plus the markers of the prompt format)."""
+        w, h = size
+        per_group = int(self.image_processor.get_number_of_image_patches(h, w)) // self.merge_size**2
+        groups = temporal_groups(self.image_processor, num_frames)
+        return len(self.video_expansion(groups, groups * per_group).ids)
+
+    def video_expansion(self, groups: int, count: int) -> Expansion:
+        """The tokens of a video of `count` merged patches in `groups` temporal groups."""
+        native = self.prompt_format == "native"
+        markers = (self.vision_start_id, self.vision_end_id) if native else (None, None)
+        return media_expansion(self.video_token_id, count, *markers, media_type=VIDEO_TYPE)
+
     def _row_ids(
-        self, text: str, n_tokens_per_image: list[int], max_text: int | None
+        self,
+        text: str,
+        n_tokens_per_image: list[int],
+        max_text: int | None,
+        videos: Sequence[Expansion] = (),
     ) -> tuple[list[int], list[int]]:
         texts, found = split_at_placeholders(text)
         encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in texts]
         native = self.prompt_format == "native"
         markers = (self.vision_start_id, self.vision_end_id) if native else (None, None)
         expansions = [
-            media_expansion(self.image_token_id, n_tokens_per_image[p.number - 1], *markers) for p in found
+            media_expansion(self.image_token_id, n_tokens_per_image[p.number - 1], *markers)
+            if p.kind == "image"
+            else videos[p.number - 1]
+            for p in found
         ]
         row = expand_within_budget(encoded, expansions, max_text)
         return row.ids, row.types
+
+    def _video_inputs(self, per_video: list[list[list[Image.Image]]]) -> tuple[dict[str, torch.Tensor], list]:
+        """`pixel_values_videos` and `video_grid_thw` of all videos, and each row's video expansions."""
+        flat = [video for row in per_video for video in row]
+        if not flat:
+            return {}, [[] for _ in per_video]
+        patches = [video_patches(self.image_processor, frames) for frames in flat]
+        grids = torch.stack([g for _, g in patches])
+        counts = (grids.prod(-1) // self.merge_size**2).tolist()
+        expansions = iter(self.video_expansion(int(g[0]), n) for g, n in zip(grids, counts))
+        tensors = {"pixel_values_videos": torch.cat([p for p, _ in patches]), "video_grid_thw": grids}
+        return tensors, [[next(expansions) for _ in row] for row in per_video]
 
     def __call__(
         self,
@@ -111,10 +153,11 @@ class QwenVLProcessor:
         images: ImagesInput = None,
         max_length: int | None = None,
         padding_side: str = "right",
+        videos: VideosInput = None,
     ) -> dict[str, torch.Tensor]:
-        texts, per_row = normalize_batch(text, images)
-        for r, (t, imgs) in enumerate(zip(texts, per_row)):  # fail before any image work
-            check_placeholders(t, len(imgs), row=r)
+        texts, per_row, per_video = prepare_media(
+            text, images, videos, backbone="Qwen-VL", video_input=True, video_as_images=self.video_as_images
+        )
         max_text = max_length if max_length is not None else self.max_length
         flat = [to_rgb(im) for row in per_row for im in row]
         out: dict[str, torch.Tensor] = {}
@@ -124,10 +167,12 @@ class QwenVLProcessor:
             out["pixel_values"] = pix["pixel_values"]
             out["image_grid_thw"] = pix["image_grid_thw"]
             n_tokens = (pix["image_grid_thw"].prod(-1) // self.merge_size**2).tolist()
+        video_tensors, video_rows = self._video_inputs(per_video)
+        out.update(video_tensors)
         rows, row_types = [], []
         start = 0
         for r, (t, imgs) in enumerate(zip(texts, per_row)):
-            ids, types = self._row_ids(t, n_tokens[start : start + len(imgs)], max_text)
+            ids, types = self._row_ids(t, n_tokens[start : start + len(imgs)], max_text, video_rows[r])
             start += len(imgs)
             if not ids:
                 raise ValueError(f"row {r}: empty prompt (no text and no image)")
@@ -141,6 +186,8 @@ class QwenVLProcessor:
             mm_token_type_ids=mm_types,
             num_images=torch.tensor([len(r) for r in per_row], dtype=torch.long),
         )
+        if video_tensors:
+            out["num_videos"] = torch.tensor([len(r) for r in per_video], dtype=torch.long)
         return out
 
     def save_pretrained(self, path: str) -> None:
@@ -201,17 +248,20 @@ class _QwenVLBase(Backbone):
                 size["longest_edge"] = cfg.max_pixels
             kwargs["size"] = size
         image_processor = AutoImageProcessor.from_pretrained(path, **kwargs)
-        return QwenVLProcessor(tokenizer, image_processor, cfg.prompt_format, cfg.max_length)
+        return QwenVLProcessor(
+            tokenizer, image_processor, cfg.prompt_format, cfg.max_length, cfg.video_as_images
+        )
 
     def position_ids(self, inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """3-D M-RoPE positions for a native-format batch with images, else 1-D positions over the real
+        """3-D M-RoPE positions for a native-format batch with images or videos, else 1-D positions over the real
         tokens (image pads of the vlm2vec format included)."""
         mask = inputs["attention_mask"]
-        if inputs.get("pixel_values") is not None and _is_native(inputs, inner.config):
+        if has_media(inputs) and _is_native(inputs, inner.config):
             position_ids, _ = inner.get_rope_index(
                 inputs["input_ids"],
                 mm_token_type_ids=inputs["mm_token_type_ids"],
-                image_grid_thw=inputs["image_grid_thw"],
+                image_grid_thw=inputs.get("image_grid_thw"),
+                video_grid_thw=inputs.get("video_grid_thw"),
                 attention_mask=mask,
             )
             return position_ids
@@ -220,7 +270,7 @@ class _QwenVLBase(Backbone):
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         inner = unwrap_peft(model).model  # Qwen2VLModel: no LM head, no logits
         out = inner(
-            inputs_embeds=_input_embeddings(inner, inputs),
+            inputs_embeds=input_embeddings(inner, inputs),
             attention_mask=inputs["attention_mask"],
             position_ids=self.position_ids(inner, inputs),
             use_cache=False,
@@ -228,51 +278,19 @@ class _QwenVLBase(Backbone):
         return out.last_hidden_state
 
     def row_spans(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, list[int]]:
-        """``image_grid_thw`` has one row per image, ``pixel_values`` one per patch (grid t*h*w)."""
-        grid = inputs.get("image_grid_thw")
-        if grid is None:
-            return {}
-        per_row = inputs["num_images"].tolist()
-        patches = grid.prod(-1).tolist()
-        starts = [sum(per_row[:r]) for r in range(len(per_row))]
-        row_patches = [sum(patches[s : s + k]) for s, k in zip(starts, per_row)]
-        return {"image_grid_thw": per_row, "pixel_values": row_patches}
-
-
-def vision_args(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> tuple[tuple | None, Any]:
-    """The vision tower's arguments for a batch (None when it has no images) and for the dummy image:
-    the smallest image the tower accepts, one merged token of zero pixels."""
-    visual = inner.visual
-    pixels = inputs.get("pixel_values")
-    image_args = None if pixels is None else (pixels.type(visual.dtype), inputs["image_grid_thw"])
-    device = inputs["input_ids"].device
-
-    def dummy(embeds: torch.Tensor) -> tuple:
-        vcfg = inner.config.vision_config
-        merge = vcfg.spatial_merge_size
-        patch_dim = vcfg.in_channels * vcfg.temporal_patch_size * vcfg.patch_size**2
-        grid = torch.tensor([[1, merge, merge]], device=device)
-        return (torch.zeros(merge * merge, patch_dim, device=device, dtype=visual.dtype), grid)
-
-    return image_args, dummy
-
-
-def _input_embeddings(inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Token embeddings with the vision tower's features written at the image pads (or, for a
-    text-only training batch, plus the exact zero of a dummy image), through `embed_with_images`:
-    token embeddings first, then one call of the vision tower, on every batch. `Qwen2VLModel` itself
-    then only runs the language model (it is given `inputs_embeds`, no pixels)."""
-    input_ids = inputs["input_ids"]
-    image_args, dummy = vision_args(inner, inputs)
-    return embed_with_images(
-        lambda: inner.get_input_embeddings()(input_ids),
-        inner,
-        inner.visual,
-        image_args,
-        dummy,
-        lambda embeds, features: scatter_features(embeds, input_ids == inner.config.image_token_id, features),
-        select=lambda out: out.pooler_output,  # merged tokens of all images, in order
-    )
+        """A grid key has one row per image (video), its patches key one per patch (grid t*h*w); the
+        rows own them as ``num_images`` (``num_videos``) say."""
+        spans: dict[str, list[int]] = {}
+        for (pixels, grid_key), count in zip(MEDIA_KEYS, ("num_images", "num_videos")):
+            grid = inputs.get(grid_key)
+            if grid is None:
+                continue
+            per_row = inputs[count].tolist()
+            patches = grid.prod(-1).tolist()
+            starts = [sum(per_row[:r]) for r in range(len(per_row))]
+            spans[grid_key] = per_row
+            spans[pixels] = [sum(patches[s : s + k]) for s, k in zip(starts, per_row)]
+        return spans
 
 
 def _is_native(inputs: Mapping[str, torch.Tensor], config: Any) -> bool:

@@ -34,8 +34,9 @@ import torch
 
 from ..config import ConfigError, ModelConfig, choices_of
 from .base import embed_with_images, unwrap_peft
-from .placeholders import scatter_features
-from .qwen2vl import QwenVLProcessor, _QwenVLBase, vision_args
+from .placeholders import VIDEO_TYPE, Expansion, media_expansion, scatter_features
+from .qwen2vl import QwenVLProcessor, _QwenVLBase
+from .qwen_vision import in_position_order, vision_args
 from .registry import register_backbone
 
 DEFAULT_INSTRUCTION = "Represent the user's input."
@@ -59,6 +60,7 @@ class Qwen3VLProcessor(QwenVLProcessor):
         prompt_format: str = "vlm2vec",
         max_length: int | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
+        video_as_images: bool = False,
     ):
         formats = choices_of(ModelConfig, "prompt_format")  # Qwen3-VL reads every format
         if prompt_format not in formats:
@@ -67,7 +69,9 @@ class Qwen3VLProcessor(QwenVLProcessor):
                 key="model.prompt_format",
             )
         self.chat = prompt_format == "qwen3_vl_embedding"
-        super().__init__(tokenizer, image_processor, "native" if self.chat else prompt_format, max_length)
+        super().__init__(
+            tokenizer, image_processor, "native" if self.chat else prompt_format, max_length, video_as_images
+        )
         self.format_name = prompt_format  # `prompt_format` stays "native": how images are laid out
         self.instruction = embedding_instruction(instruction)
         if self.chat:
@@ -75,14 +79,32 @@ class Qwen3VLProcessor(QwenVLProcessor):
             self._prefix = enc(f"<|im_start|>system\n{self.instruction}<|im_end|>\n<|im_start|>user\n")
             self._suffix = enc("<|im_end|>\n<|im_start|>assistant\n")
 
+    def video_expansion(self, groups: int, count: int) -> Expansion:
+        """Native layout: each temporal group between its own vision start / end markers, as Qwen3-VL
+        separates a video's groups (its timestamps are left out: frames carry no times here)."""
+        if self.prompt_format != "native":
+            return super().video_expansion(groups, count)
+        ids: list[int] = []
+        types: list[int] = []
+        for _ in range(groups):
+            one = media_expansion(
+                self.video_token_id, count // groups, self.vision_start_id, self.vision_end_id, VIDEO_TYPE
+            )
+            ids, types = ids + one.ids, types + one.types
+        return Expansion(ids, types)
+
     def _row_ids(
-        self, text: str, n_tokens_per_image: list[int], max_text: int | None
+        self,
+        text: str,
+        n_tokens_per_image: list[int],
+        max_text: int | None,
+        videos: Sequence[Expansion] = (),
     ) -> tuple[list[int], list[int]]:
         if not self.chat:
-            return super()._row_ids(text, n_tokens_per_image, max_text)
-        if not text.strip() and not n_tokens_per_image:
+            return super()._row_ids(text, n_tokens_per_image, max_text, videos)
+        if not text.strip() and not n_tokens_per_image and not videos:
             text = "NULL"  # as Qwen3-VL-Embedding does for an empty item
-        ids, types = super()._row_ids(text, n_tokens_per_image, max_text)
+        ids, types = super()._row_ids(text, n_tokens_per_image, max_text, videos)
         return (
             self._prefix + ids + self._suffix,
             [0] * len(self._prefix) + types + [0] * len(self._suffix),
@@ -115,7 +137,12 @@ class Qwen3VLBackbone(_QwenVLBase):
     def load_processor(self, path: str, cfg: ModelConfig) -> Qwen3VLProcessor:
         base = super().load_processor(path, replace(cfg, prompt_format="vlm2vec"))
         return Qwen3VLProcessor(
-            base.tokenizer, base.image_processor, cfg.prompt_format, cfg.max_length, cfg.system_instruction
+            base.tokenizer,
+            base.image_processor,
+            cfg.prompt_format,
+            cfg.max_length,
+            cfg.system_instruction,
+            cfg.video_as_images,
         )
 
     def last_hidden_state(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -137,7 +164,7 @@ class Qwen3VLBackbone(_QwenVLBase):
 def _input_embeddings_and_deepstack(
     inner: torch.nn.Module, inputs: Mapping[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
-    """Input embeddings, image pad mask and DeepStack features from ONE call of the vision tower.
+    """Input embeddings, media pad mask and DeepStack features from ONE call of the vision tower.
 
     The tower returns the merged features and one DeepStack feature per `deepstack_visual_indexes`
     layer, all [image tokens, hidden]; they travel through `embed_with_images` as one tensor
@@ -149,12 +176,12 @@ def _input_embeddings_and_deepstack(
     """
     input_ids = inputs["input_ids"]
     image_args, dummy = vision_args(inner, inputs)
-    where = input_ids == inner.config.image_token_id
-    parts: dict[str, list[torch.Tensor]] = {}
+    parts: dict[str, Any] = {}
 
     def place(embeds: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        parts["where"], features = in_position_order(inner.config, input_ids, features)
         merged, *parts["deepstack"] = features.chunk(1 + len(inner.visual.deepstack_visual_indexes), dim=-1)
-        return scatter_features(embeds, where, merged)
+        return scatter_features(embeds, parts["where"], merged)
 
     embeds = embed_with_images(
         lambda: inner.get_input_embeddings()(input_ids),
@@ -165,9 +192,9 @@ def _input_embeddings_and_deepstack(
         place,
         select=lambda out: torch.cat([out.pooler_output, *out.deepstack_features], dim=-1),
     )
-    if "deepstack" not in parts:  # no images: the language model runs without DeepStack
+    if "deepstack" not in parts:  # no images or videos: the language model runs without DeepStack
         return embeds, None, None
-    return embeds, where, parts["deepstack"]
+    return embeds, parts["where"], parts["deepstack"]
 
 
 __all__: Sequence[str] = [

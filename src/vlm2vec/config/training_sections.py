@@ -58,6 +58,11 @@ class ModelConfig(Section):
         "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep",
         choices=("high", "low", "native"),
     )
+    video_as_images: bool = opt(
+        False,
+        "give a video's frames as images (<|video_k|> becomes one image placeholder per frame): needed by "
+        "phi3_v and llava_next, which have no video input; allowed on Qwen-VL",
+    )
     num_crops: int = opt(
         4, "Phi-3.5-V HD transform: maximum number of 336px crops per image", check=AT_LEAST_1
     )
@@ -89,6 +94,12 @@ class PairSourceConfig(Section):
     pos_image: str | None = opt("pos_image_path", "column holding the positive's image path (null: none)")
     neg_text: str | None = opt(None, "column holding hard-negative text(s) (null: none)")
     neg_image: str | None = opt(None, "column holding hard-negative image path(s) (null: none)")
+    qry_video: str | None = opt(
+        None, "column holding the query video: a frame folder or a list of frame files (null: none)"
+    )
+    pos_video: str | None = opt(
+        None, "column holding the positive's video: a frame folder or a list of frame files (null: none)"
+    )
 
 
 @dataclass
@@ -118,6 +129,9 @@ class DataConfig(Section):
     num_hard_negatives: int = opt(0, "hard negatives per query read from the neg_* columns", check=AT_LEAST_0)
     image_paths_outside_root: bool = opt(
         False, "allow absolute image paths and paths that leave the image root (../)"
+    )
+    num_video_frames: int = opt(
+        8, "frames per video, evenly spaced as MMEB-V2 (all when a video has fewer)", check=AT_LEAST_1
     )
 
     def validate(self) -> None:

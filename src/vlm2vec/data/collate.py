@@ -38,7 +38,11 @@ class PairCollator:
     def _process(self, sides: Sequence[LoadedSide]) -> dict[str, torch.Tensor]:
         texts = [s.text for s in sides]
         images = [s.images for s in sides]
-        return dict(self.processor(texts, images if any(images) else None, max_length=self.max_length))
+        videos = [s.videos for s in sides]
+        media = {"videos": videos} if any(videos) else {}  # a batch without videos: the call as ever
+        return dict(
+            self.processor(texts, images if any(images) else None, max_length=self.max_length, **media)
+        )
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         qry = [e.qry for e in examples]

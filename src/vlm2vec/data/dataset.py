@@ -1,7 +1,10 @@
-"""A map-style dataset over several `PairSource`s that returns rows with their images decoded.
+"""A map-style dataset over several `PairSource`s that returns rows with their images and videos decoded.
 
-Runs inside DataLoader workers. A bad row (missing/unreadable image, empty query, placeholders that
-do not match the images, too few hard negatives) raises `BadRowError` naming source, row and path;
+Runs inside DataLoader workers. A video is a frame folder, whose frames are chosen as the MMEB-V2
+reference does (`mmeb_v2.frames`: natural order, `num_video_frames` evenly spaced, all when fewer),
+or a list of frame files, sampled the same way. A bad row (missing/unreadable image or frame, a
+missing or empty frame folder, empty query, placeholders that do not match the images or videos, too
+few hard negatives) raises `BadRowError` naming source, row and path;
 with `skip_bad_rows` the row is replaced by the next good row of the same source (so batch shapes and
 the data order of every other row stay fixed) and reported in the example's `skipped` list.
 """
@@ -18,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..backbones.placeholders import check_placeholders
 from ..errors import DataError
+from ..mmeb_v2.frames import DEFAULT_NUM_FRAMES, VideoRef, select_frames
 from .images import load_image
 from .records import BadRowError, PairRecord, PairSource, Side
 
@@ -32,6 +36,7 @@ class LoadedSide:
     text: str
     images: list[Image.Image]
     paths: tuple[str, ...]  # with the text, the content identity used to mask false negatives
+    videos: list[list[Image.Image]] = field(default_factory=list)  # each a list of frames
 
 
 @dataclass
@@ -49,7 +54,14 @@ class Example:
 class PairDataset(Dataset):
     """Global index (sources concatenated in order) -> `Example`."""
 
-    def __init__(self, sources: Sequence[PairSource], *, num_negatives: int = 0, skip_bad_rows: bool = False):
+    def __init__(
+        self,
+        sources: Sequence[PairSource],
+        *,
+        num_negatives: int = 0,
+        skip_bad_rows: bool = False,
+        num_video_frames: int | None = DEFAULT_NUM_FRAMES,
+    ):
         if not sources:
             raise DataError("no training sources")
         names = [s.name for s in sources]
@@ -58,6 +70,7 @@ class PairDataset(Dataset):
         self.sources = list(sources)
         self.num_negatives = num_negatives
         self.skip_bad_rows = skip_bad_rows
+        self.num_video_frames = num_video_frames
         self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in sources])[:-1]]).astype(np.int64)
         self._len = int(sum(len(s) for s in sources))
 
@@ -73,10 +86,23 @@ class PairDataset(Dataset):
     def _load_side(self, side: Side, source: str, row: int, what: str) -> LoadedSide:
         try:
             check_placeholders(side.text, len(side.images))
+            check_placeholders(side.text, len(side.videos), kind="video")
         except ValueError as exc:
             raise BadRowError(source, row, f"{what}: {exc}") from None
         images = [load_image(p, source=source, row=row) for p in side.images]
-        return LoadedSide(side.text, images, side.images)
+        frame_paths = [self._frames(v, source, row, what) for v in side.videos]
+        videos = [[load_image(p, source=source, row=row) for p in frames] for frames in frame_paths]
+        paths = side.images + tuple(p for frames in frame_paths for p in frames)
+        return LoadedSide(side.text, images, paths, videos)
+
+    def _frames(self, video: str | tuple[str, ...], source: str, row: int, what: str) -> tuple[str, ...]:
+        """The frame files of one video (a folder or a list of files), sampled to `num_video_frames`."""
+        name = video if isinstance(video, str) else (video[0] if video else "")
+        try:
+            chosen = select_frames(video, VideoRef(source, row + 1, name), self.num_video_frames)
+        except DataError as exc:
+            raise BadRowError(source, row, f"{what} video: {exc}", name) from None
+        return tuple(str(p) for p in chosen.paths)
 
     def load(self, record: PairRecord) -> Example:
         """Decode one record; raises `BadRowError` on any problem."""

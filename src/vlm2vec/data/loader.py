@@ -60,7 +60,12 @@ def build_train_loader(
     max_steps: int | None = None,
 ) -> tuple[DataLoader, MixtureBatchSampler]:
     """This rank's loader: each item is the collated batch of its shard of one global batch."""
-    dataset = PairDataset(sources, num_negatives=num_negatives, skip_bad_rows=cfg.skip_bad_rows)
+    dataset = PairDataset(
+        sources,
+        num_negatives=num_negatives,
+        skip_bad_rows=cfg.skip_bad_rows,
+        num_video_frames=cfg.num_video_frames,
+    )
     sampler = MixtureBatchSampler(
         [len(s) for s in sources],
         [s.weight for s in sources],

@@ -4,7 +4,9 @@ A cell of an image column may hold one relative path, a list of paths or nothing
 may hold one text or a list (with the image column parallel to it). Relative image paths are joined
 onto `image_root` (default: the file's folder) and must stay under it, unless
 `data.image_paths_outside_root` allows absolute paths and `../`. Texts of rows that have images but no `<|image_k|>`
-placeholder get them prepended, so a plain captions file works as is.
+placeholder get them prepended, so a plain captions file works as is. A video column (`qry_video`,
+`pos_video`) holds a frame folder or a list of frame files, resolved the same way; a text without a
+`<|video_1|>` placeholder gets one.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def read_pairs(cfg: PairSourceConfig, *, outside_root: bool = False) -> PairSour
         pos_image=image_column(cfg.pos_image, defaults.pos_image),
         neg_text=cfg.neg_text,
         neg_image=cfg.neg_image,
+        qry_video=cfg.qry_video,
+        pos_video=cfg.pos_video,
     )
     image_root = cfg.image_root or str(Path(cfg.path).parent)
     return PairSource(

@@ -6,7 +6,9 @@ million-row mixture costs the arrow buffers and nothing per row in Python.
 
 Rows are indexed from 0 in code and numbered from 1 in messages ("row 1" is a source's first row,
 the first data line of a JSONL/CSV file). Image paths are joined onto the source's image root and
-must stay under it (no absolute paths, no `../` out of it) unless `outside_root` allows them.
+must stay under it (no absolute paths, no `../` out of it) unless `outside_root` allows them. A side
+may also hold a video: a video cell is a frame folder (one path) or a list of frame files, resolved
+like image paths; its frames are chosen when the row is loaded (`dataset`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..backbones.placeholders import MMEB_IMAGE_PLACEHOLDER
+from ..backbones.placeholders import MMEB_IMAGE_PLACEHOLDER, MMEB_VIDEO_PLACEHOLDER
 from ..errors import DataError, UserError
 
 
@@ -37,10 +39,12 @@ class BadRowError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a pair: text with `<|image_k|>` placeholders and the paths of its images."""
+    """One side of a pair: text with `<|image_k|>` / `<|video_k|>` placeholders, the paths of its
+    images and its videos (each a frame folder, or a tuple of frame files)."""
 
     text: str
     images: tuple[str, ...] = ()
+    videos: tuple[str | tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,12 @@ class ColumnMap:
     pos_image: str | None = None
     neg_text: str | None = None
     neg_image: str | None = None
+    qry_video: str | None = None
+    pos_video: str | None = None
 
     def used(self) -> list[str]:
         names = [self.qry_text, self.qry_image, self.pos_text, self.pos_image, self.neg_text, self.neg_image]
-        return [n for n in names if n]
+        return [n for n in [*names, self.qry_video, self.pos_video] if n]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -154,24 +160,39 @@ class PairSource:
             )
         return joined
 
-    def _side(self, text: Any, images: Any, row: int) -> Side:
+    def _video(self, value: Any, row: int) -> tuple[str | tuple[str, ...], ...]:
+        """A video cell: nothing, a frame folder, or a list of frame files (one video)."""
+        if isinstance(value, (list, tuple)):
+            frames = tuple(p for p in (self._path(v, row) for v in value) if p is not None)
+            return (frames,) if frames else ()
+        folder = self._path(value, row)
+        return (folder,) if folder is not None else ()
+
+    def _side(self, text: Any, images: Any, row: int, video: Any = None) -> Side:
         paths = tuple(p for p in (self._path(v, row) for v in _as_list(images)) if p is not None)
+        videos = self._video(video, row)
         text = _as_text(text)
+        if self.auto_placeholder and videos and not MMEB_VIDEO_PLACEHOLDER.search(text):
+            text = f"<|video_1|>\n{text}" if text else "<|video_1|>"
         if self.auto_placeholder and paths and not MMEB_IMAGE_PLACEHOLDER.search(text):
             marks = "".join(f"<|image_{k}|>" for k in range(1, len(paths) + 1))
             text = f"{marks}\n{text}" if text else marks
-        return Side(text, paths)
+        return Side(text, paths, videos)
 
     def record(self, row: int) -> PairRecord:
         """Build row `row`; structural problems (empty query, empty target) raise `BadRowError`."""
         if not 0 <= row < self._len:
             raise IndexError(f"source '{self.name}': row {row} out of range (0..{self._len - 1})")
         c = self.columns
-        qry = self._side(self._cell(c.qry_text, row), self._cell(c.qry_image, row), row)
-        pos = self._side(self._cell(c.pos_text, row), self._cell(c.pos_image, row), row)
+        qry = self._side(
+            self._cell(c.qry_text, row), self._cell(c.qry_image, row), row, self._cell(c.qry_video, row)
+        )
+        pos = self._side(
+            self._cell(c.pos_text, row), self._cell(c.pos_image, row), row, self._cell(c.pos_video, row)
+        )
         if not qry.text.strip():
             raise BadRowError(self.name, row, "empty query text")
-        if not pos.text.strip() and not pos.images:
+        if not pos.text.strip() and not pos.images and not pos.videos:
             raise BadRowError(self.name, row, "empty target (no text and no image)")
         negs: list[Side] = []
         if c.neg_text or c.neg_image:

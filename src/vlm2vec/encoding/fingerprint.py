@@ -25,12 +25,19 @@ import torch
 from .model_loading import LOCATION_KEYS, TRAINING_ONLY_KEYS
 
 _EXCLUDED = LOCATION_KEYS | TRAINING_ONLY_KEYS
+#: settings that enter the fingerprint only when changed from their default, so the fingerprints of
+#: models that never set them stay what they were before the setting existed
+_ONLY_WHEN_SET = {"video_as_images": False}
 
 
 def _config_part(model: torch.nn.Module) -> dict:
     cfg = getattr(model, "cfg", None)
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _EXCLUDED}
+        return {
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in _EXCLUDED and not (k in _ONLY_WHEN_SET and v == _ONLY_WHEN_SET[k])
+        }
     return {}
 
 

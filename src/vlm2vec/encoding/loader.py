@@ -1,11 +1,13 @@
-"""Batch inputs for encoding: images read and processed in DataLoader workers, ahead of the model.
+"""Batch inputs for encoding: images and video frames read and processed in DataLoader workers, ahead
+of the model.
 
-Images are read and processed in DataLoader workers (`num_workers`), which keep `PREFETCH_FACTOR`
-batches ready each; on CUDA the batches come in pinned memory, so the host-to-device copy
-(`non_blocking`) overlaps the previous batch's forward. An image that cannot be decoded (truncated,
-corrupt) comes back as a `DatasetError` value naming the dataset, the row and column where the item
-first appears, and the path; the encode loop raises it in the main process, so its message stays one
-line instead of being wrapped in a worker traceback.
+Images and a video item's frames (`Item.video`) are read and processed in DataLoader workers
+(`num_workers`), which keep `PREFETCH_FACTOR` batches ready each; on CUDA the batches come in pinned
+memory, so the host-to-device copy (`non_blocking`) overlaps the previous batch's forward. An image
+or frame that cannot be decoded (truncated, corrupt) comes back as a `DatasetError` value naming the
+dataset, the row and column where the item first appears, and the file; the encode loop raises it in
+the main process, so its message stays one line instead of being wrapped in a worker traceback. A
+batch without videos calls the processor exactly as before videos existed (no `videos=`).
 """
 
 from __future__ import annotations
@@ -51,26 +53,33 @@ class _BatchInputs(Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def _image(self, j: int) -> list[Image.Image]:
-        rel = self.items[j].image
-        if not rel:
-            return []
+    def _read(self, j: int, rel: str, what: str) -> Image.Image:
         try:
-            return [load_image(self.image_root, rel)]
+            return load_image(self.image_root, rel)
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad files
             raise DatasetError(
-                f"{self.source.describe(j)}: cannot read image {str(self.image_root / rel)!r}: "
+                f"{self.source.describe(j)}: cannot read {what} {str(self.image_root / rel)!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
+
+    def _image(self, j: int) -> list[Image.Image]:
+        rel = self.items[j].image
+        return [self._read(j, rel, "image")] if rel else []
+
+    def _video(self, j: int) -> list[list[Image.Image]]:
+        frames = self.items[j].video
+        return [[self._read(j, rel, "video frame") for rel in frames]] if frames else []
 
     def __getitem__(self, i: int) -> tuple[list[int], dict[str, Any] | DatasetError]:
         batch = self.batches[i]
         texts = [self.items[j].text for j in batch]
         try:
             images = [self._image(j) for j in batch]
+            videos = [self._video(j) for j in batch]
         except DatasetError as exc:
             return batch, exc
-        return batch, dict(self.processor(texts, images, max_length=self.max_length))
+        media = {"videos": videos} if any(videos) else {}
+        return batch, dict(self.processor(texts, images, max_length=self.max_length, **media))
 
 
 def _identity(x: Any) -> Any:
