@@ -76,3 +76,16 @@ def test_an_item_without_video_keeps_its_key_and_a_video_changes_it():
     video = item_key(Item("find it", video=("f/1.jpg", "f/2.jpg")), "", ["1:1", "1:1"])
     restamped = item_key(Item("find it", video=("f/1.jpg", "f/2.jpg")), "", ["1:1", "1:2"])
     assert len({plain, video, restamped}) == 3
+
+
+def test_a_relative_root_locates_absolute_frame_and_page_folders(root, tmp_path, monkeypatch):
+    """Frame and page paths must not depend on the working directory of a DataLoader worker or of
+    a later resume: a relative `eval.v2_root` is resolved once, where it is read."""
+    from vlm2vec.evaluation.v2_data import locate_v2
+
+    monkeypatch.chdir(root.parent)
+    cfg = load_config(
+        None, ["--eval.benchmark=mmeb_v2", f"--eval.v2_root={root.name}", "--eval.v2_tasks=[K700]"]
+    )
+    (found,) = locate_v2(cfg.eval)
+    assert found.media is not None and found.media.is_absolute() and found.media.is_dir()

@@ -40,7 +40,7 @@ def check_v2_root(eval_cfg: EvalConfig) -> Path | None:
                 "eval.v2_root is not set: point it at the local MMEB-V2 release", key="eval.v2_root"
             )
         return None
-    root = Path(eval_cfg.v2_root)
+    root = Path(eval_cfg.v2_root).resolve()  # frame and page paths are absolute, whatever the cwd later
     if not root.is_dir():
         raise DataNotFoundError(f"eval.v2_root {str(root)!r} does not exist")
     if not eval_cfg.v2_sources and not any((root / f).is_dir() for f in RELEASE_FOLDERS):
@@ -83,7 +83,8 @@ def locate_v2(eval_cfg: EvalConfig) -> list[Located]:
     found: dict[str, Located] = dict(images)
     if others:
         try:
-            located = locate(root or Path(), eval_cfg.v2_sources, others, eval_cfg.allow_old_data)
+            sources = {key: str(Path(folder).resolve()) for key, folder in eval_cfg.v2_sources.items()}
+            located = locate(root or Path().resolve(), sources, others, eval_cfg.allow_old_data)
         except KeyError as exc:
             raise ConfigError(str(exc.args[0]), key="eval.v2_sources") from None
         found.update({f.task.name: f for f in located})
