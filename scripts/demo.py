@@ -5,7 +5,10 @@ Everything runs on the CPU from local files made here (nothing is downloaded):
    under `.demo/` (configs/train/demo.yaml says where);
 2. evaluates the untrained model on the held-out folder;
 3. trains it with `configs/train/demo.yaml` (the same code path as `train.py`);
-4. evaluates the trained model and prints both tables and the per-dataset change.
+4. evaluates the trained model and prints both tables and the per-dataset change;
+5. evaluates both models on a synthetic MMEB-V2 slice (its 36 image tasks from the same held-out
+   folder, plus 11 video and 4 visual-document tasks written in the published layouts under
+   `.demo/mmeb-v2`), and prints the 78-task report of the trained model, marked partial.
 
     python scripts/demo.py [--train.max_steps=100 ...]     # any train-config override
 """
@@ -33,16 +36,20 @@ def main(argv: list[str]) -> int:
     from vlm2vec.commands.train import run
     from vlm2vec.config import load_config
     from vlm2vec.evaluation import evaluate_model, format_table
+    from vlm2vec.evaluation.v2_reports import format_v2_table
     from vlm2vec.testing import prepare_demo_assets
+    from vlm2vec.testing.demo_assets import prepare_demo_v2_slice
 
     cfg = load_config(ROOT / "configs/train/demo.yaml", argv)
     t0 = time.time()
-    for path in prepare_demo_assets(cfg):
-        print(f"[demo] wrote {path}")
+    v2_root = Path(cfg.eval.data_dir).parent / "mmeb-v2"
+    for path in [*prepare_demo_assets(cfg), prepare_demo_v2_slice(v2_root)]:
+        if path is not None:
+            print(f"[demo] wrote {path}")
 
-    def evaluate(model_dir: str, out: str) -> dict:
+    def evaluate(model_dir: str, out: str, **v2) -> dict:
         model = EmbeddingModel.from_pretrained(model_dir, max_length=cfg.model.max_length)
-        return evaluate_model(model, replace(cfg.eval, output_dir=out, batch_size=32))
+        return evaluate_model(model, replace(cfg.eval, **{"output_dir": out, "batch_size": 32, **v2}))
 
     print("\n[demo] 1/3 evaluating the untrained tiny model on the held-out synthetic MMEB-eval folder")
     before = evaluate(cfg.model.path, str(Path(cfg.train.output_dir).parent / "eval-untrained"))
@@ -63,8 +70,20 @@ def main(argv: list[str]) -> int:
     cov = after["coverage"]["overall"]
     label = f"overall ({cov['datasets']}/{cov['of']}{', partial' if cov['partial'] else ''})"
     print(f"  {label:<24} {before['overall']:5.1f} -> {after['overall']:5.1f}")
+    print("\n[demo] 4/4 both models on the synthetic MMEB-V2 slice (image + video + visual documents)")
+    v2 = dict(benchmark="mmeb_v2", v2_root=str(v2_root), batch_size=8)
+    runs = Path(cfg.train.output_dir).parent
+    v2_before = evaluate(cfg.model.path, str(runs / "eval-v2-untrained"), **v2)
+    v2_after = evaluate(str(result.final_dir), str(runs / "eval-v2"), **v2)
+    print(format_v2_table(v2_after))
+    print("\nMMEB-V2 means (%)         untrained -> trained")
+    for modality in ("image", "video", "visdoc"):
+        was, now = v2_before["modalities"][modality], v2_after["modalities"][modality]
+        label = f"{modality} ({now['n']}/{now['of']})"
+        print(f"  {label:<24} {was['value']:5.1f} -> {now['value']:5.1f}")
     print(
         f"\n[demo] done in {time.time() - t0:.0f}s; reports in {cfg.eval.output_dir}/ (summary.md, meta_tasks.png)"
+        f" and {runs / 'eval-v2'}/"
     )
     return 0
 

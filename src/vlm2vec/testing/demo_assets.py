@@ -1,6 +1,7 @@
 """Create the demo's tiny model and synthetic data where a config points and nothing exists yet.
 
-Used by `scripts/prepare_demo.py` and `scripts/demo.py` (`make demo`), never by the trainer: the
+Used by `scripts/prepare_demo.py` and `scripts/demo.py` (`make demo`; the demo also evaluates on a
+synthetic MMEB-V2 slice, `prepare_demo_v2_slice`), never by the trainer: the
 training loop knows nothing of the demo, so a mistyped `model.path` fails there instead of training
 a fresh random model. Existing folders are left alone, so a second run reuses them.
 """
@@ -53,3 +54,15 @@ def prepare_demo_assets(cfg: Config) -> list[Path]:
             )
         )
     return written
+
+
+def prepare_demo_v2_slice(root: str | Path) -> Path | None:
+    """Write the synthetic MMEB-V2 slice (video and visual-document tasks in the published layouts)
+    to `root` unless it is there; returns `root` when written."""
+    from .synthetic_v2 import write_synthetic_v2
+
+    root = Path(root)
+    if (root / "video-tasks").is_dir() and (root / "visdoc-tasks").is_dir():
+        return None
+    logger.info("demo: writing the synthetic MMEB-V2 slice to %s", root)
+    return write_synthetic_v2(root)
