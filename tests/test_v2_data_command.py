@@ -89,3 +89,14 @@ def test_a_relative_root_locates_absolute_frame_and_page_folders(root, tmp_path,
     )
     (found,) = locate_v2(cfg.eval)
     assert found.media is not None and found.media.is_absolute() and found.media.is_dir()
+
+
+def test_a_run_without_image_tasks_does_not_need_the_image_folder(root, tmp_path):
+    from vlm2vec.evaluation.v2_data import locate_v2
+
+    missing = tmp_path / "no-mmeb-eval"
+    flags = ["--eval.benchmark=mmeb_v2", f"--eval.v2_root={root}", f"--eval.data_dir={missing}"]
+    (found,) = locate_v2(load_config(None, [*flags, "--eval.v2_tasks=[K700]"]).eval)
+    assert found.ready
+    with pytest.raises(Exception, match="no-mmeb-eval"):  # asked for, the image block needs it
+        locate_v2(load_config(None, [*flags, "--eval.v2_tasks=[ImageNet-1K]"]).eval)

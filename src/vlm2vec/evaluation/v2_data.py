@@ -53,7 +53,7 @@ def check_v2_root(eval_cfg: EvalConfig) -> Path | None:
 
 
 def _image_located(names: list[str], eval_cfg: EvalConfig) -> dict[str, Located]:
-    present = set(find_datasets(eval_cfg.data_dir)) if eval_cfg.data_dir else set()
+    present = set(find_datasets(eval_cfg.data_dir)) if eval_cfg.data_dir and names else set()
     out = {}
     for name in names:
         found = Located(TASKS[name])
