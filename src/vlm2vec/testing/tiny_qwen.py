@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,6 +22,45 @@ QWEN_SPECIAL_TOKENS = [
 ]
 
 
+def _qwen_vocabulary() -> tuple[Any, dict[str, int], dict[str, int]]:
+    """The in-process tokenizer, its vocabulary and the media token ids every Qwen-VL config takes."""
+    tokenizer = train_byte_level_tokenizer(QWEN_SPECIAL_TOKENS)
+    vocab = tokenizer.get_vocab()
+    ids = dict(
+        image_token_id=vocab["<|image_pad|>"],
+        video_token_id=vocab["<|video_pad|>"],
+        vision_start_token_id=vocab["<|vision_start|>"],
+        vision_end_token_id=vocab["<|vision_end|>"],
+    )
+    return tokenizer, vocab, ids
+
+
+def _mrope_section(hidden_size: int, heads: int) -> list[int]:
+    """M-RoPE's (temporal, height, width) split of half a head, summing to head_dim / 2."""
+    half = hidden_size // heads // 2
+    return [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+
+
+def _save_tiny(
+    folder: Path, model_class: Any, config: Any, tokenizer: Any, seed: int, patch: int, max_pixels: int
+) -> Path:
+    """Build the model from `config` under `seed` and write it with its tokenizer and image processor."""
+    from transformers import Qwen2VLImageProcessorPil
+
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    Qwen2VLImageProcessorPil(
+        min_pixels=(patch * 4) ** 2,
+        max_pixels=max_pixels,
+        merge_size=2,
+        patch_size=patch,
+        temporal_patch_size=2,
+    ).save_pretrained(folder)
+    return folder
+
+
 def write_tiny_qwen2vl(
     folder: str | Path,
     *,
@@ -32,16 +72,12 @@ def write_tiny_qwen2vl(
 ) -> Path:
     """Write a tiny Qwen2-VL (or Qwen2.5-VL) folder: config, safetensors, tokenizer, image processor."""
     import transformers
-    from transformers import Qwen2VLImageProcessorPil
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_byte_level_tokenizer(QWEN_SPECIAL_TOKENS)
-    vocab = tokenizer.get_vocab()
+    tokenizer, vocab, ids = _qwen_vocabulary()
     heads = 4
-    head_dim = hidden_size // heads
-    half = head_dim // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    mrope = _mrope_section(hidden_size, heads)
     text_config = dict(
         vocab_size=len(vocab),
         hidden_size=hidden_size,
@@ -54,12 +90,6 @@ def write_tiny_qwen2vl(
         bos_token_id=vocab["<|endoftext|>"],
         eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"],
-    )
-    ids = dict(
-        image_token_id=vocab["<|image_pad|>"],
-        video_token_id=vocab["<|video_pad|>"],
-        vision_start_token_id=vocab["<|vision_start|>"],
-        vision_end_token_id=vocab["<|vision_end|>"],
     )
     if variant == "qwen2_vl":
         vision = dict(
@@ -91,14 +121,7 @@ def write_tiny_qwen2vl(
         cls = transformers.Qwen2_5_VLForConditionalGeneration
     else:
         raise ValueError(f"unknown Qwen variant {variant!r}")
-    torch.manual_seed(seed)
-    model = cls(config)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    Qwen2VLImageProcessorPil(
-        min_pixels=56 * 56, max_pixels=max_pixels, merge_size=2, patch_size=14, temporal_patch_size=2
-    ).save_pretrained(folder)
-    return folder
+    return _save_tiny(folder, cls, config, tokenizer, seed, patch=14, max_pixels=max_pixels)
 
 
 def write_tiny_qwen3vl(
@@ -111,15 +134,12 @@ def write_tiny_qwen3vl(
 ) -> Path:
     """Write a tiny Qwen3-VL folder (16-px patches, interleaved M-RoPE, one DeepStack layer) like the official one."""
     import transformers
-    from transformers import Qwen2VLImageProcessorPil
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_byte_level_tokenizer(QWEN_SPECIAL_TOKENS)
-    vocab = tokenizer.get_vocab()
+    tokenizer, vocab, ids = _qwen_vocabulary()
     heads = 4
-    half = hidden_size // heads // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    mrope = _mrope_section(hidden_size, heads)
     text_config = dict(
         vocab_size=len(vocab),
         hidden_size=hidden_size,
@@ -149,22 +169,10 @@ def write_tiny_qwen3vl(
         num_position_embeddings=64,
         deepstack_visual_indexes=[0],
     )
-    config = transformers.Qwen3VLConfig(
-        text_config=text_config,
-        vision_config=vision,
-        image_token_id=vocab["<|image_pad|>"],
-        video_token_id=vocab["<|video_pad|>"],
-        vision_start_token_id=vocab["<|vision_start|>"],
-        vision_end_token_id=vocab["<|vision_end|>"],
+    config = transformers.Qwen3VLConfig(text_config=text_config, vision_config=vision, **ids)
+    return _save_tiny(
+        folder, transformers.Qwen3VLForConditionalGeneration, config, tokenizer, seed, 16, max_pixels
     )
-    torch.manual_seed(seed)
-    model = transformers.Qwen3VLForConditionalGeneration(config)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    Qwen2VLImageProcessorPil(
-        min_pixels=64 * 64, max_pixels=max_pixels, merge_size=2, patch_size=16, temporal_patch_size=2
-    ).save_pretrained(folder)
-    return folder
 
 
 #: backbone name -> function(folder, **overrides) writing its tiny checkpoint folder
