@@ -59,6 +59,11 @@ COMMANDS: dict[str, Command] = {
         "vlm2vec.commands.mine:run",
         explicit=True,
     ),
+    "export": Command(
+        "export a model for sentence-transformers or transformers/vLLM, with parity; see docs/export.md",
+        "vlm2vec.commands.export:run",
+        takes_config=False,
+    ),
 }
 
 
