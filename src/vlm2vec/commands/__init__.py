@@ -34,7 +34,9 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "train": Command(
-        "train (or resume) an embedding model; see docs/training.md", "vlm2vec.commands.train:run"
+        "train (or resume) an embedding model; see docs/training.md",
+        "vlm2vec.commands.train:run",
+        explicit=True,
     ),
     "eval": Command(
         "evaluate a model on MMEB; see docs/evaluation.md", "vlm2vec.commands.eval:run", explicit=True

@@ -16,12 +16,18 @@ def run(argv: list[str] | None = None) -> int:
         description="Export a trained model for sentence-transformers or transformers/vLLM, atomically.",
     )
     parser.add_argument("model", type=Path, help="a training run, a saved model folder, or an adapter folder")
-    parser.add_argument("out", type=Path, help="the folder to write (refused if it exists, unless --overwrite)")
+    parser.add_argument(
+        "out", type=Path, help="the folder to write (refused if it exists, unless --overwrite)"
+    )
     parser.add_argument("--format", required=True, help=f"target library: {' | '.join(FORMATS)}")
     parser.add_argument("--dtype", default="float32", help="weights dtype: float32 | bfloat16 | float16")
-    parser.add_argument("--base", help="local folder of the base model of an adapter (default: the recorded one)")
+    parser.add_argument(
+        "--base", help="local folder of the base model of an adapter (default: the recorded one)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    parser.add_argument("--results", type=Path, help="an eval output folder whose summary.md goes into the card")
+    parser.add_argument(
+        "--results", type=Path, help="an eval output folder whose summary.md goes into the card"
+    )
     parser.add_argument("--query-prompt", help="named prompt 'query' (default: per prompt format, see docs)")
     parser.add_argument("--document-prompt", help="named prompt 'document' (default: per prompt format)")
     args = parser.parse_args(argv)

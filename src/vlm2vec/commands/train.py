@@ -35,8 +35,8 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-def run(cfg: Config) -> TrainResult:
-    """Train as configured. In a distributed run the process exits here (code 0, 1 or 2) instead of returning."""
+def run(cfg: Config, explicit: set[str] | None = None) -> TrainResult:
+    """Train as configured (`explicit`: the keys the YAML file or a flag set). In a distributed run the process exits here (code 0, 1 or 2) instead of returning."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -46,7 +46,7 @@ def run(cfg: Config) -> TrainResult:
     if rank != "0":
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        result = train(cfg, validated=True)  # load_config validated it
+        result = train(cfg, validated=True, explicit=explicit)  # load_config validated it
     except UserError as exc:
         if not _distributed():
             raise

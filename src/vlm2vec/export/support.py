@@ -35,9 +35,7 @@ def check_format(target: str) -> None:
 def check_dtype(target: str, dtype: str) -> None:
     """Both targets hold float32, bfloat16 and float16 weights (safetensors); nothing else."""
     if dtype not in DTYPES:
-        raise ExportError(
-            f"--dtype {dtype!r}: the {target} target holds only {', '.join(DTYPES)} weights"
-        )
+        raise ExportError(f"--dtype {dtype!r}: the {target} target holds only {', '.join(DTYPES)} weights")
 
 
 def st_modalities(backbone: str, prompt_format: str) -> tuple[str, ...]:

@@ -77,7 +77,9 @@ def export_model_folder(
     cfg = embedder.cfg
     st = target == "sentence-transformers"
     modalities = st_modalities(cfg.backbone, cfg.prompt_format) if st else ()
-    template = chat_template(cfg.prompt_format, cfg.system_instruction) if cfg.backbone.startswith("qwen") else None
+    template = (
+        chat_template(cfg.prompt_format, cfg.system_instruction) if cfg.backbone.startswith("qwen") else None
+    )
     prompts = named_prompts(cfg.prompt_format, cfg.system_instruction, query_prompt, document_prompt)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,7 @@ folder, `config.yaml` (what runs from this start on) and `history.jsonl` appear 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from accelerate.utils import set_seed
 
 from ..config import Config, ConfigError, to_dict, validate_config
 from ..data import build_sources, build_train_loader
+from ..encoding.model_loading import ResolvedModel, apply_folder_defaults, default_explicit_keys
 from ..errors import ModelLoadError, UserError, unwrap_worker_error
 from ..gradcache import GradCache
 from ..losses import build_loss
@@ -70,17 +72,20 @@ def train(
     loss_fn: LossFn | None = None,
     *,
     validated: bool = False,
+    explicit: set[str] | None = None,
 ) -> TrainResult:
     """Run (or resume) training as configured; returns where the model went. Collective in distributed runs.
 
     `model`: an already built model to train instead of `EmbeddingModel.from_config(cfg.model)` (e.g. a
     randomly initialised full-size one for benchmarks). `loss_fn`: the loss instead of
     `build_loss(cfg)`. `validated`: the config came from `load_config`, which checked it; a config built
-    in code is checked here.
+    in code is checked here. `explicit`: the keys the YAML file or a flag set (None: those that differ
+    from the defaults); the base model folder's own settings apply to the others, as at evaluation.
     """
     t, out = cfg.train, Path(cfg.train.output_dir)
     if not validated:
         validate_config(cfg)
+    cfg = with_base_folder_defaults(cfg, explicit)
     accelerator = build_accelerator(cfg)
     start = RunStart.decide(cfg, accelerator)
     if start.finished:
@@ -125,6 +130,17 @@ def train(
     final_dir = export_model(accelerator, model, out, merged=t.save_merged) if step >= t.max_steps else None
     accelerator.wait_for_everyone()
     return TrainResult(out, step, loss, final_dir, progress.skipped_rows)
+
+
+def with_base_folder_defaults(cfg: Config, explicit: set[str] | None = None) -> Config:
+    """The config with the settings the base folder implies (`Backbone.folder_defaults`: a
+    Qwen3-VL-Embedding base trains in its own prompt format) for the model keys not set explicitly."""
+    keys = default_explicit_keys(cfg.model) if explicit is None else explicit
+    resolved = apply_folder_defaults(ResolvedModel(cfg.model), keys)
+    if not resolved.folder_defaults:
+        return cfg
+    logger.info("%s", resolved.describe())
+    return dataclasses.replace(cfg, model=resolved.cfg)
 
 
 def _already_finished(start: RunStart) -> TrainResult:
