@@ -6,6 +6,7 @@
 #   bash scripts/gpu_checks.sh                    # on a GPU machine, from the repository root
 #   CHECKS="train eval" bash scripts/gpu_checks.sh  # a subset
 #   CHECKS="train train_tokens eval packing" bash scripts/gpu_checks.sh  # issue 12's checks (~9 min)
+#   CHECKS="export" bash scripts/gpu_checks.sh     # issue 21: export parity, ST with torchvision + vLLM (~4 min)
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -23,7 +24,7 @@ cat "$OUT/gpu.txt"
 
 check() {  # check NAME SECONDS SCRIPT ARGS...
   local name=$1 limit=$2; shift 2
-  case " ${CHECKS:-phi3v train train_tokens gradcache eval packing} " in *" $name "*) ;; *) return 0 ;; esac
+  case " ${CHECKS:-phi3v train train_tokens gradcache eval packing export} " in *" $name "*) ;; *) return 0 ;; esac
   echo "== $name (limit ${limit}s): python3 $*" | tee -a "$LOG"
   local t0=$SECONDS
   timeout "$limit" python3 "$@" > "$OUT/$name.json" 2>> "$LOG"
@@ -42,4 +43,6 @@ check gradcache 100 scripts/bench_gradcache.py --device cuda --hidden 2048 --lay
 check eval 150 scripts/bench_eval.py --device cuda --dtype bfloat16 --hidden-size 1024 --layers 8 \
   --queries 200 --candidates 25 --batch-size 64 --num-workers 4 --today-workers 4 --batch-tokens 16384 --repeats 1
 check packing 60 scripts/bench_packing.py --device cuda
+# issue 21: exported tiny models in sentence-transformers (real processors) and vLLM pooling (if installed)
+check export 240 scripts/check_export_parity.py --device cuda
 tail -n 40 "$LOG"

@@ -4,7 +4,7 @@ The folder is built under a temp name beside OUT and renamed into place at the e
 (`atomic_files.replace_dir`), so an interrupted or refused export leaves nothing half-written; an
 existing OUT is replaced only when asked. Contents: the backbone in transformers' own layout with any
 adapter merged at the precision asked for (`EmbeddingModel.save_pretrained(merged=True)`), the
-processor files (right padding, as our processors pad), `vlm2vec.json` (the settings the model embeds
+processor files (right padding, as our processors pad; a text-only export's processor is its tokenizer), `vlm2vec.json` (the settings the model embeds
 with, so `EmbeddingModel.from_pretrained` reopens the export), the prompt format as the chat template
 the target applies, the sentence-transformers module files for that target, and the model card.
 """
@@ -42,12 +42,17 @@ def named_prompts(prompt_format: str, system_instruction: str, query: str | None
     return {k: v for k, v in (("query", query), ("document", document)) if v}
 
 
-def _pad_right(folder: Path) -> None:
-    """Our processors pad on the right; the exported tokenizer says so, whatever its base said."""
+def _tokenizer_settings(folder: Path, text_only: bool) -> None:
+    """Our processors pad on the right; the exported tokenizer says so, whatever its base said. A
+    text-only export's processor is its tokenizer: `processor_class` says so, and `AutoProcessor` (which
+    sentence-transformers calls) then loads the tokenizer alone, with no image or video processor (a
+    Qwen-VL video processor needs torchvision)."""
     file = folder / "tokenizer_config.json"
     if file.is_file():
         config = json.loads(file.read_text())
         config["padding_side"] = "right"
+        if text_only and config.get("tokenizer_class"):
+            config["processor_class"] = config["tokenizer_class"]
         atomic_write_json(file, config)
 
 
@@ -85,7 +90,7 @@ def export_model_folder(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         embedder.save_pretrained(staging, merged=True)
-        _pad_right(staging)
+        _tokenizer_settings(staging, text_only=modalities == ("text",))
         if template is not None:
             atomic_write_text(staging / "chat_template.jinja", template)
         if st:
