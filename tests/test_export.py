@@ -65,6 +65,8 @@ def _assert_parity(model: EmbeddingModel, out, modalities: set[str]) -> None:
     assert set(st[0].modality_config) == modalities
     assert min(_cosines(model.embed(TEXTS), st.encode(TEXTS))) >= PARITY
     if "image" not in modalities:
+        long = [" ".join(["word"] * 300)]  # cut at model.max_length text tokens, as our processor cuts
+        assert min(_cosines(model.embed(long), st.encode(long))) >= PARITY
         with pytest.raises(ValueError, match="image"):  # refused by sentence-transformers, not embedded
             st.encode([_images()[0]])
         return
@@ -97,6 +99,8 @@ def test_qwen3_vl_embedding_export_matches_ours_for_text_image_and_image_text_in
         ("qwen2_vl", "vlm2vec", {"text"}),
         ("qwen2_vl", "native", {"text", "image", "message"}),
         ("qwen2_5_vl", "native", {"text", "image", "message"}),
+        ("qwen2_5_vl", "vlm2vec", {"text"}),
+        ("qwen3_vl", "native", {"text", "image", "message"}),
         ("llava_next", "vlm2vec", {"text"}),
     ],
 )
@@ -144,6 +148,19 @@ def test_hf_export_reopens_with_the_same_embeddings_and_writes_the_chat_template
     assert "<|im_start|>assistant" in (out / "chat_template.jinja").read_text()
     assert not (out / "modules.json").exists()
     assert min(_cosines(model.embed(TEXTS), EmbeddingModel.from_pretrained(out).embed(TEXTS))) >= PARITY
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["phi3_v", "llava_next"])
+def test_hf_export_of_phi3v_and_llava_next_reopens_with_the_same_embeddings(
+    tmp_path, tiny_checkpoint, backbone
+):
+    model, saved = _saved(tmp_path, tiny_checkpoint, backbone)
+    out = export_model_folder(saved, tmp_path / "hf", target="hf")
+    images = [[im] for im in _images()]
+    texts = ["<|image_1|> a red square", "<|image_1|> green"]
+    reopened = EmbeddingModel.from_pretrained(out)
+    assert min(_cosines(model.embed(texts, images), reopened.embed(texts, images))) >= PARITY
 
 
 def test_bf16_export_holds_bf16_weights(tmp_path, tiny_checkpoint):
