@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from vlm2vec.commands import parse_cli
 from vlm2vec.training.loop import with_base_folder_defaults
 
@@ -37,3 +39,22 @@ def test_the_qwen3_vl_embedding_lora_recipe_trains_in_its_format_with_lora(tmp_p
     cfg = with_base_folder_defaults(parsed.config, parsed.explicit)
     assert cfg.model.prompt_format == "qwen3_vl_embedding"
     assert cfg.model.lora and cfg.model.lora_r == 32 and cfg.data.pairs
+
+
+def test_train_runs_with_the_prompt_format_the_base_implies(tmp_path, tiny_checkpoint, monkeypatch):
+    import vlm2vec.training.loop as loop
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(cfg):  # the first thing train() builds from the resolved config
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(loop, "build_accelerator", capture)
+    parsed = parse_cli([f"--model.path={_release(tmp_path, tiny_checkpoint)}"])
+    with pytest.raises(Stop):
+        loop.train(parsed.config, validated=True, explicit=parsed.explicit)
+    assert seen["cfg"].model.prompt_format == "qwen3_vl_embedding"
