@@ -28,6 +28,7 @@ from .backbones.media import VideosInput, normalize_videos
 from .base_identity import base_record, check_adapter_base
 from .config import ModelConfig, from_dict
 from .config.fields import check_no_unused_settings, without_unused_settings
+from .embed_arguments import check_embed_arguments
 from .errors import ModelLoadError, ModelNotFoundError
 from .matryoshka import truncate_reps
 from .weight_files import adapter_base, has_adapter, has_full_weights, load_adapter
@@ -225,7 +226,9 @@ class EmbeddingModel(nn.Module):
         dim: int | None = None,
     ) -> torch.Tensor:
         """Embed raw items (texts with `<|image_k|>` / `<|video_k|>` placeholders + PIL images, and
-        videos as lists of PIL frames: per text a list of videos) in eval mode; ``dim`` as in `encode`."""
+        videos as lists of PIL frames: per text a list of videos) in eval mode; ``dim`` as in `encode`.
+        A bad argument is a `ValueError` (`ArgumentError`) naming it."""
+        check_embed_arguments(texts, images, videos, batch_size)
         all_texts, all_images = normalize_batch(texts, images)
         all_videos = normalize_videos(texts, videos, len(all_texts))
         modes = [(module, module.training) for module in self.modules()]  # each submodule's own mode

@@ -111,9 +111,10 @@ def check_changes(
         listed = "; ".join(
             f"{k}: {changes[k][0]!r} in the checkpoint, {changes[k][1]!r} now" for k in refused
         )
+        flag = ",".join([*sorted(allowed), *refused])  # the flag replaces the list: keep what was allowed
         raise ResumeError(
             f"--resume from {checkpoint}: the run differs from the checkpoint's ({listed}); use the "
-            f"checkpoint's values, or pass --allow-changed={','.join(refused)} to continue with the new ones"
+            f"checkpoint's values, or pass --allow-changed={flag} to continue with the new ones"
         )
     for key, (old, new) in changes.items():
         logger.warning("resume: %s changed from %r to %r (allowed)", key, old, new)
@@ -208,9 +209,14 @@ class RunStart:
             if t.resume_if_present and not t.resume:
                 logger.info("--resume-if-present: no checkpoint in %s, starting the run", out)
                 return start
+            either = (
+                "drop --resume: --resume-if-present alone"
+                if t.resume_if_present
+                else "use --resume-if-present, which"
+            )
             raise ResumeError(
                 f"--resume: {out} holds no complete checkpoint; start without --resume "
-                "(or use --resume-if-present, which starts when there is nothing to resume)"
+                f"(or {either} starts when there is nothing to resume)"
             )
         start.checkpoint, start.state = checkpoint, state
         step = int(state["step"])
