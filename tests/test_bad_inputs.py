@@ -45,6 +45,8 @@ def files(tiny_qwen_dir, tmp_path_factory) -> dict[str, Path]:
     (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "mmeb_eval" / "ImageNet-1K").mkdir(parents=True)  # found, never read: the name fails first
     (root / "mmeb_eval" / "ImageNet-1K" / "test-00000-of-00001.parquet").write_bytes(b"")
+    texts = [{"q": f"which colour is {c}", "t": f"the colour {c}"} for c in ("red", "green", "blue")]
+    (root / "text_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in texts))
     (root / "not_a_summary").mkdir()
     (root / "not_a_summary" / "summary.json").write_text('{"datasets": {}}')
     return out
@@ -135,6 +137,19 @@ def _case(name: str):
             ],
             "source 'p' row 3, target image: cannot read image",
         ),
+        "mining that keeps no negative": lambda f: (
+            [
+                "mine",
+                f"--model.path={f['model']}",
+                _pairs(f["root"] / "text_pairs.jsonl"),
+                f"--mine.output_dir={f['root'] / 'm2'}",
+                "--mine.scope=all",
+                "--mine.top_k=2",
+                "--mine.num_negatives=1",
+                "--mine.margin=-10",  # every candidate scores above positive - 10: all filtered
+            ],
+            "mine: no row got 1 negatives (3 queries, 3 dropped as short)",
+        ),
         "warm-up longer than the run": lambda f: (
             ["train", "--train.max_steps=3", "--train.warmup_steps=5"],
             "train.warmup_steps (5) is longer than the run",
@@ -157,6 +172,7 @@ CASES = [
     "compare a folder that is not an eval summary",
     "broken image in embed",
     "broken image in mine",
+    "mining that keeps no negative",
     "warm-up longer than the run",
     "a setting the backbone ignores",
 ]
