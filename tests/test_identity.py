@@ -98,6 +98,13 @@ def test_a_setting_the_detected_backbone_ignores_is_refused_when_the_model_loads
         EmbeddingModel.from_config(cfg)
 
 
+def test_an_embed_path_for_the_training_source_is_an_error():
+    from vlm2vec.config import EmbedConfig
+
+    with pytest.raises(ConfigError, match=r"embed\.path is read only with embed\.source=images or texts"):
+        validate_config(Config(embed=EmbedConfig(path="corpus.txt")))
+
+
 def test_a_run_name_without_a_metrics_backend_is_an_error():
     with pytest.raises(ConfigError, match=r"train\.run_name is read only with train\.report_to="):
         validate_config(Config(train=TrainConfig(run_name="x", report_to="none")))
