@@ -29,7 +29,8 @@ def bases(tiny_qwen_dir, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def adapter(bases, tmp_path_factory) -> Path:
-    model = EmbeddingModel.from_config(tiny_model_config("qwen2_vl", bases["trained_on"], lora=True))
+    cfg = tiny_model_config("qwen2_vl", bases["trained_on"], lora=True, lora_r=4)
+    model = EmbeddingModel.from_config(cfg)
     return model.save_pretrained(tmp_path_factory.mktemp("adapter") / "final")
 
 
@@ -62,6 +63,16 @@ def test_an_adapter_without_a_record_over_other_shapes_fails_in_one_line(adapter
     assert EmbeddingModel.from_pretrained(old, path=str(bases["same_shape"])).is_lora  # loads as before
     with pytest.raises(ModelLoadError, match=r"adapter_model\.safetensors: adapter does not fit the base"):
         EmbeddingModel.from_pretrained(old, path=str(bases["other_shape"]))
+
+
+def test_an_adapter_evaluated_drops_its_lora_settings_but_an_ignored_override_is_refused(adapter):
+    from vlm2vec.encoding import load_embedding_model
+
+    _, resolved = load_embedding_model(ModelConfig(path=str(adapter)), {"model.path"})
+    assert resolved.cfg.checkpoint == str(adapter) and resolved.cfg.lora_r == ModelConfig().lora_r
+    asked = ModelConfig(path=str(adapter), num_crops=2)  # not read by Qwen2-VL: refused, not dropped
+    with pytest.raises(ConfigError, match=r"model\.num_crops=2: the qwen2_vl backbone does not read"):
+        load_embedding_model(asked, {"model.path", "model.num_crops"})
 
 
 @pytest.mark.parametrize(

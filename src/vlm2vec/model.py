@@ -159,7 +159,9 @@ class EmbeddingModel(nn.Module):
             if meta.get("kind") == "adapter":
                 cfg = replace(cfg, checkpoint=str(folder))
             else:
-                cfg = without_unused_settings(replace(cfg, path=str(folder), checkpoint=None, lora=False))
+                cfg = without_unused_settings(
+                    replace(cfg, path=str(folder), checkpoint=None, lora=False), "lora"
+                )
         elif use_adapter:
             cfg = ModelConfig(path=adapter_base(folder), checkpoint=str(folder))
         else:

@@ -169,11 +169,12 @@ def check_no_unused_settings(section: Any, prefix: str) -> None:
         raise ConfigError(unused_message(section, prefix, unused), key=f"{prefix}.{unused.name}")
 
 
-def without_unused_settings(section: Any) -> Any:
-    """A copy of `section` with every setting its mode ignores back at its default: for a mode forced
-    by a loader (evaluation never trains, so `model.lora` becomes false) over a folder whose saved
-    settings were written for the other mode."""
-    unused = {u.name for u in unused_settings(section, changed_fields(section))}
+def without_unused_settings(section: Any, mode: str) -> Any:
+    """A copy of `section` with the settings that `mode` (a field) makes unused back at their defaults:
+    for a mode a loader forces (evaluation never trains, so `model.lora` becomes false) over a folder
+    whose saved settings were written for the other mode. Settings unused for other reasons stay, to
+    be refused."""
+    unused = {u.name for u in unused_settings(section, changed_fields(section)) if u.mode == mode}
     if not unused:
         return section
     default = type(section)()
