@@ -193,16 +193,24 @@ def test_a_bad_input_through_the_cli_is_one_line_naming_it(name, files, capsys):
     assert expected in line, line
 
 
-def test_a_full_disk_while_writing_is_one_line_naming_the_file(files, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "code, advice",
+    [
+        (errno.ENOSPC, "No space left on device; free space or choose another output folder"),
+        (errno.EACCES, "Permission denied; choose a path you may use, or fix its permissions"),
+    ],
+)
+def test_a_full_disk_or_a_refused_write_is_one_line_naming_the_file(files, capsys, monkeypatch, code, advice):
+    import os
+
     import pyarrow.parquet as pq
 
-    def disk_full(table, where, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def refused(table, where, *args, **kwargs):  # what the OS says mid-write (a write names no file)
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(pq, "write_table", disk_full)
-    line = _one_error_line(_texts(files, "texts", "full"), capsys)
-    assert "No space left on device; free space or choose another output folder" in line
-    assert str(files["root"] / "full") in line
+    monkeypatch.setattr(pq, "write_table", refused)
+    line = _one_error_line(_texts(files, "texts", f"out{code}"), capsys)
+    assert advice in line and str(files["root"] / f"out{code}") in line
 
 
 @pytest.fixture(scope="module")
