@@ -171,8 +171,8 @@ CASES = [
     "unknown meta-task",
     "compare a folder that is not an eval summary",
     "broken image in embed",
-    "broken image in mine",
-    "mining that keeps no negative",
+    pytest.param("broken image in mine", marks=pytest.mark.slow),  # mining: a few seconds each
+    pytest.param("mining that keeps no negative", marks=pytest.mark.slow),
     "warm-up longer than the run",
     "a setting the backbone ignores",
 ]
