@@ -256,5 +256,5 @@ def test_a_setting_the_backbone_would_ignore_is_an_error(tiny_qwen_dir, tmp_path
         EmbeddingModel.from_config(tiny_model_config("qwen2_vl", tiny_qwen_dir, **setting))
     if "system_instruction" in setting:  # Qwen3-VL reads it, but only in the qwen3_vl_embedding format
         qwen3 = make_tiny_checkpoint("qwen3_vl", tmp_path / "qwen3")
-        with pytest.raises(ConfigError, match=r"system_instruction is used only with model.prompt_format"):
+        with pytest.raises(ConfigError, match=r"system_instruction is read only with model.prompt_format"):
             EmbeddingModel.from_config(tiny_model_config("qwen3_vl", qwen3, **setting))

@@ -29,6 +29,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:  # a write error (a full disk) names no file: name the one being written
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -10,6 +10,8 @@ Each subclass also derives from the builtin that older callers caught (``ValueEr
 
 from __future__ import annotations
 
+import errno
+
 #: exit status of an expected error (argparse uses 2 for usage errors, too)
 USER_ERROR_EXIT = 2
 
@@ -46,6 +48,38 @@ class DatasetError(UserError, ValueError):
     """Bad or missing evaluation data; the message names the dataset, file, row or column."""
 
 
+class ArgumentError(UserError, ValueError):
+    """A bad argument to a function of the Python API (`EmbeddingModel.embed`); the message names it."""
+
+
+class StorageError(UserError, OSError):
+    """A file or folder cannot be written where asked (a full disk, no permission, a file where a folder
+    should be); the message names the path and what to do."""
+
+
+#: errno -> what the user does about it; any other OSError stays a bug with its traceback
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "free space or choose another output folder",
+    errno.EDQUOT: "free space or choose another output folder",
+    errno.EACCES: "choose a path you may use, or fix its permissions",
+    errno.EPERM: "choose a path you may use, or fix its permissions",
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another output folder",
+    errno.EEXIST: "a file stands where a folder is needed: choose another output folder",
+    errno.EISDIR: "a folder stands where a file is needed: choose another output path",
+}
+
+
+def storage_error(exc: OSError) -> StorageError | None:
+    """The one-line `StorageError` for an OS error a user fixes by freeing space or choosing another
+    place (full disk, permissions, read-only, a file in the way), naming the path; None for others."""
+    advice = _STORAGE_ERRNOS.get(exc.errno) if exc.errno is not None else None
+    if advice is None:
+        return None
+    where = exc.filename if exc.filename is not None else "an output file"
+    return StorageError(f"{where}: {exc.strerror or exc}; {advice}")
+
+
 def user_message(exc: BaseException) -> str:
     """The one-line message of an expected error. An error raised in a DataLoader worker arrives
     re-raised by torch with the worker's whole traceback as its message; keep only the original
@@ -74,13 +108,16 @@ def unwrap_worker_error(exc: UserError) -> UserError:
 
 __all__ = [
     "USER_ERROR_EXIT",
+    "ArgumentError",
     "CheckpointError",
     "DataError",
     "DataNotFoundError",
     "ModelLoadError",
     "ModelNotFoundError",
     "ResumeError",
+    "StorageError",
     "UserError",
+    "storage_error",
     "unwrap_worker_error",
     "user_message",
 ]

@@ -23,9 +23,12 @@ from torch import nn
 
 from .atomic_files import replace_dir
 from .backbones import Backbone, detect_backbone, get_backbone
-from .backbones.base import ImagesInput, TextInput, check_backbone_settings, normalize_batch
+from .backbones.base import ImagesInput, TextInput, normalize_batch
 from .backbones.media import VideosInput, normalize_videos
+from .base_identity import base_record, check_adapter_base
 from .config import ModelConfig, from_dict
+from .config.fields import check_no_unused_settings, without_unused_settings
+from .embed_arguments import check_embed_arguments
 from .errors import ModelLoadError, ModelNotFoundError
 from .matryoshka import truncate_reps
 from .weight_files import adapter_base, has_adapter, has_full_weights, load_adapter
@@ -110,11 +113,14 @@ class EmbeddingModel(nn.Module):
         if name != cfg.backbone:
             cfg = replace(cfg, backbone=name)
         backbone = get_backbone(name)
-        check_backbone_settings(backbone, cfg)
+        # the backbone (and a prompt format a folder implies) is final only here: the one rule again
+        check_no_unused_settings(cfg, "model")
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
         if ckpt is not None and not ckpt.is_dir():
             raise ModelNotFoundError(f"model.checkpoint {cfg.checkpoint!r} is not a folder")
         adapter = ckpt is not None and has_adapter(ckpt)
+        if adapter:  # refused before any weight is read: an adapter over a base it was not trained on
+            check_adapter_base((_saved_meta(ckpt) or {}).get("base"), ckpt, cfg.path)
         weights = str(ckpt) if ckpt is not None and not adapter else cfg.path
         encoder = backbone.load_model(weights, cfg)
         if adapter:
@@ -147,14 +153,15 @@ class EmbeddingModel(nn.Module):
                 f"{folder}: weights='full' but the folder holds no config.json + model weights"
             )
         use_adapter = adapter and weights != "full"
-        meta_file = folder / META_FILE
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+        meta = _saved_meta(folder)
         if meta is not None:
             cfg = from_dict(ModelConfig, meta["model"], prefix="model")
             if meta.get("kind") == "adapter":
                 cfg = replace(cfg, checkpoint=str(folder))
             else:
-                cfg = replace(cfg, path=str(folder), checkpoint=None, lora=False)
+                cfg = without_unused_settings(
+                    replace(cfg, path=str(folder), checkpoint=None, lora=False), "lora"
+                )
         elif use_adapter:
             cfg = ModelConfig(path=adapter_base(folder), checkpoint=str(folder))
         else:
@@ -221,7 +228,9 @@ class EmbeddingModel(nn.Module):
         dim: int | None = None,
     ) -> torch.Tensor:
         """Embed raw items (texts with `<|image_k|>` / `<|video_k|>` placeholders + PIL images, and
-        videos as lists of PIL frames: per text a list of videos) in eval mode; ``dim`` as in `encode`."""
+        videos as lists of PIL frames: per text a list of videos) in eval mode; ``dim`` as in `encode`.
+        A bad argument is a `ValueError` (`ArgumentError`) naming it."""
+        check_embed_arguments(texts, images, videos, batch_size)
         all_texts, all_images = normalize_batch(texts, images)
         all_videos = normalize_videos(texts, videos, len(all_texts))
         modes = [(module, module.training) for module in self.modules()]  # each submodule's own mode
@@ -270,12 +279,28 @@ class EmbeddingModel(nn.Module):
             if hasattr(self.processor, "save_pretrained"):
                 self.processor.save_pretrained(str(tmp))
             meta = {"format": 1, "kind": kind, "model": asdict(cfg)}
+            if kind == "adapter":  # the base it was trained on, refused under another (`base_identity`)
+                meta["base"] = base_record(cfg.path)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
             replace_dir(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return folder
+
+
+def _saved_meta(folder: Path) -> dict[str, Any] | None:
+    """The `vlm2vec.json` of a folder we saved (None for other folders), or one line naming the file."""
+    file = folder / META_FILE
+    if not file.is_file():
+        return None
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{file}: not a readable vlm2vec model file ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise ModelLoadError(f"{file}: not a vlm2vec model file (no 'model' settings)")
+    return meta
 
 
 def apply_lora(backbone: Backbone, encoder: nn.Module, cfg: ModelConfig) -> nn.Module:

@@ -41,12 +41,43 @@ def _keys(keys: list[str]) -> str:
     return ", ".join(keys[:SHOWN_KEYS]) + more
 
 
+def check_safetensors(file: str | os.PathLike) -> None:
+    """`ModelLoadError` naming `file` unless its header is readable and the tensors it lists end exactly
+    where the file ends (a truncated copy or an interrupted download fails here, in one line)."""
+    file = Path(file)
+    size = file.stat().st_size
+    redo = "copy or download it again"
+    with file.open("rb") as f:
+        head = f.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length < 2 or 8 + length > size:
+            raise ModelLoadError(f"{file}: truncated or broken safetensors header ({size} bytes); {redo}")
+        try:
+            header = json.loads(f.read(length))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise ModelLoadError(f"{file}: broken safetensors header (not a tensor table); {redo}") from None
+    if 8 + length + end != size:
+        raise ModelLoadError(
+            f"{file}: truncated safetensors file: its header lists {8 + length + end} bytes, the file holds "
+            f"{size}; {redo}"
+        )
+
+
+def check_weight_files(folder: str | os.PathLike) -> None:
+    """`check_safetensors` for every safetensors file of a model folder."""
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        check_safetensors(file)
+
+
 def read_tensors(file: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A tensor file on the CPU: safetensors, or a torch pickle read with ``weights_only=True`` (tensors
     only, no code runs)."""
     file = Path(file)
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
+
+        check_safetensors(file)
 
         return load_file(str(file))
     try:
@@ -131,6 +162,7 @@ def from_pretrained_strict(model_class: Any, path: str | os.PathLike, **kwargs: 
     model an error naming it (transformers itself only warns)."""
     import pickle
 
+    check_weight_files(path)
     with without_adapter_files(path) as weights:
         try:
             model, info = model_class.from_pretrained(
@@ -138,6 +170,10 @@ def from_pretrained_strict(model_class: Any, path: str | os.PathLike, **kwargs: 
             )
         except pickle.UnpicklingError as exc:
             raise ModelLoadError(f"{path}: a .bin file holds more than tensors ({exc})") from exc
+        except RuntimeError as exc:  # torch's reader of a truncated .bin archive
+            if "PytorchStreamReader" not in str(exc):
+                raise
+            raise ModelLoadError(f"{path}: a truncated or broken .bin weight file ({exc})") from None
     check_loading_info(info, path)
     return model
 
@@ -203,7 +239,14 @@ def load_adapter(model: nn.Module, folder: str | os.PathLike, trainable: bool = 
         raise ModelLoadError(
             f"{folder / ADAPTER_CONFIG}: target_modules {config.target_modules!r} match no module of the model"
         )
-    result = set_peft_model_state_dict(peft_model, state)
+    try:
+        result = set_peft_model_state_dict(peft_model, state)
+    except RuntimeError as exc:  # torch's "size mismatch for ...": an adapter of another base's shapes
+        problem = " ".join(str(exc).split())
+        base = getattr(getattr(model, "config", None), "_name_or_path", "") or "this base"
+        raise ModelLoadError(
+            f"{file}: adapter does not fit the base model {base} ({problem[:300]})"
+        ) from None
     unexpected = [
         f"{origin.get(k, k)}" + (f" (as {k})" if origin.get(k, k) != k else "")
         for k in result.unexpected_keys
@@ -241,6 +284,8 @@ __all__ = [
     "adapter_base",
     "adapter_file",
     "check_loading_info",
+    "check_safetensors",
+    "check_weight_files",
     "from_pretrained_strict",
     "has_adapter",
     "has_full_weights",

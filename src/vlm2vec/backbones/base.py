@@ -150,34 +150,6 @@ def embed_with_images(
     return place(embeds, features.to(embeds.dtype))
 
 
-#: ModelConfig fields that only some backbones read (`Backbone.settings`); changed from their default for
-#: a backbone that does not read them they would be ignored, so `check_backbone_settings` refuses that
-BACKBONE_SETTINGS = ("prompt_format", "system_instruction", "image_resolution")
-
-
-def check_backbone_settings(backbone: Backbone, cfg: ModelConfig) -> None:
-    """`ConfigError` for a backbone-specific setting that `backbone` would ignore (an input we cannot
-    honour is an error, not a silent default)."""
-    from ..config import ConfigError, ModelConfig, changed_fields, unused_settings
-
-    default = ModelConfig()
-    for key in BACKBONE_SETTINGS:
-        value = getattr(cfg, key)
-        if value != getattr(default, key) and key not in backbone.settings:
-            raise ConfigError(
-                f"model.{key}={value!r}: the {backbone.name} backbone does not read this setting "
-                f"(it would be ignored); leave it at its default {getattr(default, key)!r}",
-                key=f"model.{key}",
-            )
-    # the prompt format is final only here (a model folder may imply one), so its rule is checked here
-    for unused in unused_settings(cfg, changed_fields(cfg)):
-        raise ConfigError(
-            f"model.{unused.name} is used only with model.{unused.mode}={' or '.join(unused.read_with)} "
-            f"(now {unused.now!r}); it would be ignored",
-            key=f"model.{unused.name}",
-        )
-
-
 class Backbone(ABC):
     """A model family. Instances are stateless helpers; the weights live in the nn.Module they build.
 
@@ -199,8 +171,6 @@ class Backbone(ABC):
     per_image_keys: ClassVar[tuple[str, ...]] = ()
     #: [B, T] batch keys trimmed to a chunk's own width when a batch is split
     token_keys: ClassVar[tuple[str, ...]] = TOKEN_KEYS
-    #: of `BACKBONE_SETTINGS`, the ModelConfig fields this backbone reads (set on another: an error)
-    settings: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def load_model(self, path: str, cfg: ModelConfig) -> torch.nn.Module:

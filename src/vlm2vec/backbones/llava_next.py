@@ -144,7 +144,6 @@ class LlavaNextBackbone(Backbone):
     name = "llava_next"
     lora_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     vision_lora_targets = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-    settings = frozenset({"image_resolution"})
     language_model_pattern = r"language_model\."
     vision_pattern = r"vision_tower\."
     per_image_keys = ("pixel_values", "image_sizes")

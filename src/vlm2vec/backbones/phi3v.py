@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 from accelerate import init_empty_weights
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerFast
 
 from ..errors import ModelLoadError
+from ..weight_files import read_tensors
 from .base import Backbone, torch_dtype, unwrap_peft
 from .phi3v_model import VIT_L_14_336, Phi3VConfig, Phi3VForCausalLM
 from .phi3v_processor import CLIP_MEAN, CLIP_STD, Phi3VProcessor
@@ -123,7 +124,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype) -
     """Assign every shard's tensors by key name; unexpected or missing keys are an error."""
     unexpected: list[str] = []
     for file in checkpoint_files(path):
-        shard = load_file(str(file))
+        shard = read_tensors(file)  # a truncated or broken file: one line naming it
         shard = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in shard.items()}
         result = model.load_state_dict(shard, strict=False, assign=True)
         unexpected += [k for k in result.unexpected_keys if not IGNORED_KEYS.match(k)]

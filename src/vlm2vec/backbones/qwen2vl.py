@@ -198,7 +198,6 @@ class QwenVLProcessor:
 class _QwenVLBase(Backbone):
     lora_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     vision_lora_targets = ["qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj"]
-    settings = frozenset({"prompt_format"})
     language_model_pattern = r"language_model\."
     vision_pattern = r"visual\.blocks\."
     model_class_name: str = ""

@@ -128,7 +128,6 @@ class Qwen3VLBackbone(_QwenVLBase):
     name = "qwen3_vl"
     model_class_name = "Qwen3VLForConditionalGeneration"
     vision_lora_targets = ["qkv", "proj", "linear_fc1", "linear_fc2"]
-    settings = frozenset({"prompt_format", "system_instruction"})
 
     def folder_defaults(self, path: str) -> dict[str, Any]:
         """A Qwen3-VL-Embedding folder embeds in its own format unless the caller says otherwise."""

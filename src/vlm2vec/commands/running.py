@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import USER_ERROR_EXIT, UserError, user_message
+from ..errors import USER_ERROR_EXIT, UserError, storage_error, user_message
 
 DEBUG_ENV = "VLM2VEC_DEBUG"
 
@@ -25,7 +25,13 @@ def run_command(fn: Callable[[], Any], *, debug: bool | None = None) -> int:
     Anything else is a bug and propagates with its traceback. Returns `fn`'s int result or 0."""
     debug = debug_enabled() if debug is None else debug
     try:
-        result = fn()
+        try:
+            result = fn()
+        except OSError as exc:  # a full disk, no permission, a file in the way: one line, too
+            expected = storage_error(exc)
+            if expected is None:
+                raise
+            raise expected from exc
     except UserError as exc:
         if debug:
             traceback.print_exc()

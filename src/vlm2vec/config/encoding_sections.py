@@ -153,6 +153,7 @@ class EmbedConfig(Section):
     path: str | None = opt(
         None,
         "images: a folder (recursive; a sub-folder's name is the class label); texts: .txt (one a line) or .jsonl",
+        applies_when={"source": ("images", "texts")},
     )
     image_text: str = opt(
         "<|image_1|>\nRepresent the given image.",

@@ -53,13 +53,14 @@ def opt(
     factory: Any = dataclasses.MISSING,
     choices: tuple[str, ...] | None = None,
     check: Check | None = None,
-    applies_when: dict[str, tuple[str, ...]] | None = None,
+    applies_when: dict[str, tuple[Any, ...]] | None = None,
 ) -> Any:
     """A config field with its one-line description (shown by ``--help``; every field must have one).
 
     ``factory`` builds mutable defaults (lists, dicts); ``choices`` are the only values allowed;
     ``check`` is the range of a number (None stays allowed for optional keys); ``applies_when``
-    ({other field: values}) says under which mode of the same section the field is read at all.
+    ({other field: values}) says under which mode of the same section the field is read at all (every
+    pair must hold); set to another value where it does not apply, `validate_config` refuses it.
     """
     if not help:
         raise TypeError("every config field needs a one-line help text")
@@ -122,12 +123,14 @@ class UnusedSetting(NamedTuple):
 
     name: str
     mode: str
-    read_with: tuple[str, ...]
+    read_with: tuple[Any, ...]
     now: Any
 
 
 def unused_settings(section: Any, names: set[str]) -> list[UnusedSetting]:
-    """Of the set fields `names`, those whose `applies_when` mode is not the section's current one."""
+    """Of the set fields `names`, those whose `applies_when` mode is not the section's current one. A
+    mode still empty ("", e.g. `model.backbone` before it is detected from the model folder) is not
+    decided yet, so its rule waits (the loader checks again once it is)."""
     found = []
     for f in dataclasses.fields(section):
         rule = f.metadata.get("applies_when")
@@ -135,20 +138,47 @@ def unused_settings(section: Any, names: set[str]) -> list[UnusedSetting]:
             continue
         for mode, read_with in rule.items():
             now = getattr(section, mode)
-            if now not in read_with:
+            if now != "" and now not in read_with:
                 found.append(UnusedSetting(f.name, mode, read_with, now))
     return found
 
 
+def _spell(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def unused_message(section: Any, prefix: str, unused: UnusedSetting) -> str:
+    """The one line refusing `unused`: key, value and the mode that would ignore it."""
+    key = f"{prefix}.{unused.name}"
+    if unused.mode == "backbone":
+        return (
+            f"{key}={getattr(section, unused.name)!r}: the {unused.now} backbone does not read this setting "
+            f"(only {', '.join(unused.read_with)}); remove it"
+        )
+    return (
+        f"{key} is read only with {prefix}.{unused.mode}={' or '.join(_spell(v) for v in unused.read_with)}, "
+        f"not {_spell(unused.now)}; remove it"
+    )
+
+
 def check_no_unused_settings(section: Any, prefix: str) -> None:
     """`ConfigError` for a changed field that the chosen mode would ignore (an input we would not
-    honour is an error, never a silent default)."""
+    honour is an error, never a silent default). The one rule for every section, driven by the
+    fields' `applies_when`."""
     for unused in unused_settings(section, changed_fields(section)):
-        raise ConfigError(
-            f"{prefix}.{unused.name} is read only with {prefix}.{unused.mode}={' or '.join(unused.read_with)}, "
-            f"not {unused.now}; remove it",
-            key=f"{prefix}.{unused.name}",
-        )
+        raise ConfigError(unused_message(section, prefix, unused), key=f"{prefix}.{unused.name}")
+
+
+def without_unused_settings(section: Any, mode: str) -> Any:
+    """A copy of `section` with the settings that `mode` (a field) makes unused back at their defaults:
+    for a mode a loader forces (evaluation never trains, so `model.lora` becomes false) over a folder
+    whose saved settings were written for the other mode. Settings unused for other reasons stay, to
+    be refused."""
+    unused = {u.name for u in unused_settings(section, changed_fields(section)) if u.mode == mode}
+    if not unused:
+        return section
+    default = type(section)()
+    return dataclasses.replace(section, **{name: getattr(default, name) for name in unused})
 
 
 def type_name(tp: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import yaml
 
+from ..text_files import read_utf8
 from .fields import ConfigError, type_name
 from .schema import Config, validate_config
 
@@ -189,7 +190,7 @@ def _source_of(key: str | None, sources: dict[str, str]) -> str | None:
 
 def _read_yaml(path: str | os.PathLike, sources: dict[str, str]) -> dict[str, Any]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_utf8(path, ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as exc:

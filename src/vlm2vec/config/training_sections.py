@@ -16,9 +16,14 @@ from .fields import (
     ConfigError,
     Section,
     check_fields,
+    check_no_unused_settings,
     check_number,
     opt,
 )
+
+#: backbones whose processor reads each backbone-specific model setting (`applies_when`)
+_QWEN = {"backbone": ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")}
+_LORA = {"lora": (True,)}
 
 
 @dataclass
@@ -47,16 +52,18 @@ class ModelConfig(Section):
         "vlm2vec",
         "Qwen-VL only: vlm2vec (image pads, 1-D positions) | native | qwen3_vl_embedding (Qwen3-VL)",
         choices=("vlm2vec", "native", "qwen3_vl_embedding"),
+        applies_when=_QWEN,
     )
     system_instruction: str = opt(
         "Represent the user's input.",
         "prompt_format qwen3_vl_embedding: the system message of every item",
-        applies_when={"prompt_format": ("qwen3_vl_embedding",)},
+        applies_when={"backbone": ("qwen3_vl",), "prompt_format": ("qwen3_vl_embedding",)},
     )
     image_resolution: str = opt(
         "high",
         "LLaVA-NeXT: resize images to high (1344x1344) or low (336x336) first, as VLM2Vec; native: keep",
         choices=("high", "low", "native"),
+        applies_when={"backbone": ("llava_next",)},
     )
     video_as_images: bool = opt(
         False,
@@ -64,20 +71,34 @@ class ModelConfig(Section):
         "phi3_v and llava_next, which have no video input; allowed on Qwen-VL",
     )
     num_crops: int = opt(
-        4, "Phi-3.5-V HD transform: maximum number of 336px crops per image", check=AT_LEAST_1
+        4,
+        "Phi-3.5-V HD transform: maximum number of 336px crops per image",
+        check=AT_LEAST_1,
+        applies_when={"backbone": ("phi3_v",)},
     )
-    max_pixels: int | None = opt(None, "Qwen-VL image processor cap on pixels per image", check=AT_LEAST_1)
-    min_pixels: int | None = opt(None, "Qwen-VL image processor floor on pixels per image", check=AT_LEAST_1)
+    max_pixels: int | None = opt(
+        None, "Qwen-VL image processor cap on pixels per image", check=AT_LEAST_1, applies_when=_QWEN
+    )
+    min_pixels: int | None = opt(
+        None, "Qwen-VL image processor floor on pixels per image", check=AT_LEAST_1, applies_when=_QWEN
+    )
     gradient_checkpointing: bool = opt(False, "recompute activations in backward to save memory")
     lora: bool = opt(False, "train LoRA adapters instead of all weights")
-    lora_r: int = opt(8, "LoRA rank", check=AT_LEAST_1)
-    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r)", check=POSITIVE)
-    lora_dropout: float = opt(0.1, "dropout on the LoRA branch", check=UNIT)
-    lora_target_modules: list[str] | None = opt(
-        None, "LoRA target module names; null: the backbone's LM defaults"
+    lora_r: int = opt(8, "LoRA rank", check=AT_LEAST_1, applies_when=_LORA)
+    lora_alpha: int = opt(
+        16, "LoRA scaling numerator (scale = alpha / r)", check=POSITIVE, applies_when=_LORA
     )
-    lora_vision: bool = opt(False, "also adapt the vision tower")
-    use_dora: bool = opt(False, "DoRA (weight-decomposed LoRA), as the reference's released adapters")
+    lora_dropout: float = opt(0.1, "dropout on the LoRA branch", check=UNIT, applies_when=_LORA)
+    lora_target_modules: list[str] | None = opt(
+        None, "LoRA target module names; null: the backbone's LM defaults", applies_when=_LORA
+    )
+    lora_vision: bool = opt(False, "also adapt the vision tower", applies_when=_LORA)
+    use_dora: bool = opt(
+        False, "DoRA (weight-decomposed LoRA), as the reference's released adapters", applies_when=_LORA
+    )
+
+    def validate(self) -> None:
+        check_no_unused_settings(self, "model")  # backbone rules wait for a detected backbone
 
 
 @dataclass
@@ -202,7 +223,11 @@ class TrainConfig(Section):
         "metrics backend besides metrics.jsonl: auto | wandb | tensorboard | none",
         choices=("auto", "wandb", "tensorboard", "none"),
     )
-    run_name: str | None = opt(None, "run name for wandb / TensorBoard (null: the output folder's name)")
+    run_name: str | None = opt(
+        None,
+        "run name for wandb / TensorBoard (null: the output folder's name)",
+        applies_when={"report_to": ("auto", "wandb", "tensorboard")},
+    )
     resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir (none: an error)")
     resume_if_present: bool = opt(
         False, "resume when output_dir holds a complete checkpoint, else start (schedulers, requeue)"
@@ -217,6 +242,13 @@ class TrainConfig(Section):
     )
 
     def validate(self) -> None:
+        check_no_unused_settings(self, "train")
+        if self.warmup_steps > self.max_steps:
+            raise ConfigError(
+                f"train.warmup_steps ({self.warmup_steps}) is longer than the run (train.max_steps="
+                f"{self.max_steps}): the learning rate would never reach train.lr",
+                key="train.warmup_steps",
+            )
         dims = self.matryoshka_dims
         for i, dim in enumerate(dims):
             check_number(f"train.matryoshka_dims[{i}]", dim, AT_LEAST_1)

@@ -63,7 +63,9 @@ def embed_corpus(
         return folder
     cache_dir = Path(ecfg.cache_dir) if ecfg.cache_dir else folder / "cache"
     cache = RepCache.for_dataset(cache_dir, fingerprint, f"corpus-{corpus_id}", corpus.side)
-    schedule = schedule_encoding(corpus.items, ecfg.batch_size, cache, image_stamps=stamps)
+    schedule = schedule_encoding(
+        corpus.items, ecfg.batch_size, cache, image_stamps=stamps, source=corpus.item_source()
+    )
     done = len(corpus) - schedule.num_todo_items
     if done and state.is_main_process:
         logger.info("embed: resuming, %d of %d items already in %s", done, len(corpus), cache.folder)

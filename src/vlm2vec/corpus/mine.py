@@ -32,7 +32,7 @@ from ..encoding import Item, item_key, load_embedding_model
 from .embed import embed_corpus
 from .mine_stats import REASONS, MineStats
 from .search import resolve_device, topk
-from .sources import class_of, content_of, read_train_corpora
+from .sources import CorpusError, class_of, content_of, read_train_corpora
 from .store import read_manifest, read_store
 
 logger = logging.getLogger(__name__)
@@ -355,4 +355,10 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
         write_report(out, stats, cfg, training_overrides(cfg))
         print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
     barrier(state)
+    if stats is not None and stats.rows_written == 0:  # files of zero rows would train on nothing
+        raise CorpusError(
+            f"mine: no row got {m.num_negatives} negatives ({stats.queries} queries, {stats.rows_dropped} "
+            f"dropped as short); see {out / 'report.md'}: loosen mine.margin or mine.filter_class, raise "
+            "mine.top_k, or set mine.keep_short=true"
+        )
     return stats

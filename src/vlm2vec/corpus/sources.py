@@ -22,9 +22,10 @@ from ..config import ConfigError, DataConfig, EmbedConfig, choices_of
 from ..data import BadRowError, PairSource, Side, build_sources
 from ..data.mmeb_train import subset_files
 from ..data.pairs import read_table
-from ..encoding.items import Item, item_key
+from ..encoding.items import Item, ItemSource, item_key
 from ..errors import UserError
 from ..evaluation.mmeb_eval import file_stamp
+from ..text_files import utf8_lines
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _PLACEHOLDER = re.compile(r"<\|image_\d+\|>")
@@ -76,6 +77,20 @@ class Corpus:
         root = str(self.image_root.resolve())
         return hashlib.sha1("\n".join([root, *self.keys]).encode()).hexdigest()[:16]
 
+    def describe(self, i: int) -> str:
+        """Where item `i` was first seen, for error messages: the training source and row (from 1)
+        and the side, the line of a text file, or the file of an image folder."""
+        if self.side == "texts":
+            return f"{self.name}: line {self.row[i]}"
+        if self.side == "images":
+            return f"image folder {self.name}"
+        side = {"qry": "query", "tgt": "target", "neg": "hard negative"}.get(self.side, self.side)
+        return f"source {self.source[i]!r} row {self.row[i] + 1}, {side} image"
+
+    def item_source(self) -> CorpusItemSource:
+        """The encoder's `ItemSource` for this corpus: its errors name source, row and side."""
+        return CorpusItemSource(self.name, corpus=self)
+
     def image_stamps(self) -> dict[str, str]:
         """Image path -> "size:mtime_ns": a replaced image file gives new cache keys (as in evaluation)."""
         stamps: dict[str, str] = {}
@@ -98,6 +113,16 @@ class Corpus:
                 "count": pa.array(self.count, pa.int64()),
             }
         )
+
+
+@dataclass
+class CorpusItemSource(ItemSource):
+    """`ItemSource` over a `Corpus`: an unreadable image names where the item came from."""
+
+    corpus: Corpus | None = None
+
+    def describe(self, i: int) -> str:
+        return self.corpus.describe(i) if self.corpus is not None else super().describe(i)
 
 
 def side_item(side: Side, source: str, row: int, what: str) -> Item:
@@ -239,22 +264,21 @@ def text_file_corpus(path: str | Path) -> Corpus:
     if not path.is_file():
         raise CorpusError(f"embed.path: text file not found: {path}")
     corpus = Corpus(name=str(path), side="texts", image_root=path.parent)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            label = None
-            if path.suffix.lower() == ".jsonl":
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CorpusError(f"{path}: line {lineno} is not valid JSON: {exc}") from None
-                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                    raise CorpusError(f"{path}: line {lineno} needs a string field 'text'")
-                text, label = obj["text"], obj.get("label")
-            else:
-                text = line.rstrip("\n")
-            corpus.add(Item(text), "texts", lineno, None if label is None else str(label))
+    for lineno, line in utf8_lines(path, CorpusError):
+        if not line.strip():
+            continue
+        label = None
+        if path.suffix.lower() == ".jsonl":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{path}: line {lineno} is not valid JSON: {exc}") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise CorpusError(f"{path}: line {lineno} needs a string field 'text'")
+            text, label = obj["text"], obj.get("label")
+        else:
+            text = line.rstrip("\r\n")
+        corpus.add(Item(text), "texts", lineno, None if label is None else str(label))
     if not corpus.items:
         raise CorpusError(f"embed.path: {path} holds no texts")
     return corpus

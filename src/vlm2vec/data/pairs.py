@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ..config import PairSourceConfig
 from ..errors import DataError, DataNotFoundError
+from ..text_files import utf8_lines
 from .records import ColumnMap, PairSource
 
 
@@ -53,22 +54,21 @@ def _first_mixed_cell(path: Path, rows: list[dict], lines: list[int]) -> str:
 
 def _read_jsonl(path: Path) -> pa.Table:
     rows, lines = [], []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}: line {lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}: line {lineno}, column 1: must be a JSON object, got {type(row).__name__}"
-                )
-            rows.append(row)
-            lines.append(lineno)
+    for lineno, line in utf8_lines(path, DataError):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}: line {lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(
+                f"{path}: line {lineno}, column 1: must be a JSON object, got {type(row).__name__}"
+            )
+        rows.append(row)
+        lines.append(lineno)
     try:
         return pa.Table.from_pylist(rows)
     except pa.ArrowException as exc:
@@ -86,8 +86,8 @@ def read_table(path: str | Path) -> pa.Table:
             return _read_jsonl(path)
         if suffix == ".csv":
             # every column as text: paths and captions must not be parsed as numbers or dates
-            with path.open(encoding="utf-8", newline="") as f:
-                names = next(csv.reader(f), [])
+            header = next(utf8_lines(path, DataError), (1, ""))[1]
+            names = next(csv.reader([header]), [])
             convert = pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False
             )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, ModelConfig, from_dict
+from ..config.fields import without_unused_settings
 
 #: ModelConfig fields that say where files are, not how to embed
 LOCATION_KEYS = frozenset({"path", "checkpoint"})
@@ -141,7 +142,7 @@ def resolve_model_config(requested: ModelConfig, explicit: set[str]) -> Resolved
                 overrides[key] = {"saved": saved, "used": used}
                 run = dataclasses.replace(run, **{key: used})
     # evaluation never trains: no fresh LoRA on a base model, adapters loaded frozen
-    run = dataclasses.replace(run, lora=False)
+    run = without_unused_settings(dataclasses.replace(run, lora=False), "lora")
     ignored = sorted(k for k in explicit & TRAINING_ONLY_KEYS if k != "lora" or requested.lora)
     return ResolvedModel(run, saved_from, overrides, ignored)
 

@@ -29,6 +29,8 @@ from .reports import GROUP_HEADERS as _HEADERS
 from .reports import GROUPS, MAIN_METRIC
 
 SUMMARY_FILE = "summary.json"
+#: the keys of an eval summary that the comparison reads
+_SUMMARY_KEYS = ("datasets", "meta_tasks", "IND", "OOD", "overall", "num_datasets")
 
 
 class CompareError(UserError, ValueError):
@@ -40,9 +42,16 @@ def _load(run_dir: Path) -> dict[str, Any]:
     if not file.is_file():
         raise CompareError(f"{str(run_dir)!r} is not an evaluation result folder: no {SUMMARY_FILE} in it")
     try:
-        return json.loads(file.read_text())
+        summary = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CompareError(f"{str(file)!r}: cannot read it: {exc}") from None
+    missing = [k for k in _SUMMARY_KEYS if not isinstance(summary, dict) or k not in summary]
+    if missing:
+        raise CompareError(
+            f"{str(file)!r}: not an MMEB summary (no {', '.join(missing)}); compare reads the summary.json "
+            "that `vlm2vec eval` writes"
+        )
+    return summary
 
 
 def _labels(run_dirs: list[Path]) -> list[str]:

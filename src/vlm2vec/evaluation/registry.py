@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import ConfigError
+
 CLASSIFICATION = "Classification"
 VQA = "VQA"
 RETRIEVAL = "Retrieval"
@@ -87,8 +89,9 @@ def canonical_meta_task(name: str) -> str:
     key = name.strip().lower()
     if key in _ALIASES:
         return _ALIASES[key]
-    raise ValueError(
-        f"unknown meta-task {name!r}; valid: {', '.join(META_TASKS + (OTHER,))} (or Cls/Ret/Grd)"
+    raise ConfigError(
+        f"eval.meta_tasks: unknown meta-task {name!r}; valid: {', '.join(META_TASKS + (OTHER,))} (or Cls/Ret/Grd)",
+        key="eval.meta_tasks",
     )
 
 

@@ -111,9 +111,10 @@ def check_changes(
         listed = "; ".join(
             f"{k}: {changes[k][0]!r} in the checkpoint, {changes[k][1]!r} now" for k in refused
         )
+        flag = ",".join([*sorted(allowed), *refused])  # the flag replaces the list: keep what was allowed
         raise ResumeError(
             f"--resume from {checkpoint}: the run differs from the checkpoint's ({listed}); use the "
-            f"checkpoint's values, or pass --allow-changed={','.join(refused)} to continue with the new ones"
+            f"checkpoint's values, or pass --allow-changed={flag} to continue with the new ones"
         )
     for key, (old, new) in changes.items():
         logger.warning("resume: %s changed from %r to %r (allowed)", key, old, new)
@@ -126,6 +127,42 @@ def append_history(output_dir: Path, event: dict[str, Any]) -> None:
     lines = path.read_text(encoding="utf-8") if path.is_file() else ""
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event}
     atomic_write_text(path, lines + json.dumps(record) + "\n")
+
+
+def _saved_max_steps(output_dir: Path) -> int | None:
+    """`train.max_steps` of the run that wrote `<output_dir>/config.yaml` (None: no readable record)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((output_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        return int(saved["train"]["max_steps"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
+def check_finished_length(
+    cfg: Config, finished_at: int | None, allowed: set[str], *, can_continue: bool
+) -> None:
+    """A finished run asked for another `train.max_steps`: refused in one line unless the change is
+    allowed and a checkpoint of its last step lets it go on (a finished run is never shortened)."""
+    wanted, out = cfg.train.max_steps, cfg.train.output_dir
+    if finished_at is None or wanted == finished_at:
+        return
+    if not ({"train.max_steps", "*"} & allowed):
+        raise ResumeError(
+            f"{out} holds a run finished at step {finished_at}, but train.max_steps={wanted}: pass "
+            f"--allow-changed=train.max_steps to continue it to step {wanted}, or choose another train.output_dir"
+        )
+    if wanted < finished_at:
+        raise ResumeError(
+            f"{out} holds a run finished at step {finished_at}, past train.max_steps={wanted}: a finished "
+            "run is not shortened; choose another train.output_dir"
+        )
+    if not can_continue:
+        raise ResumeError(
+            f"{out} holds a run finished at step {finished_at} with no checkpoint of that step to continue "
+            f"from (train.save_every missed it): train to step {wanted} in another train.output_dir"
+        )
 
 
 @dataclass
@@ -166,22 +203,30 @@ class RunStart:
         checkpoint, state = newest_readable_checkpoint(out, start.num_processes)
         if checkpoint is None:
             if finished:
+                check_finished_length(cfg, _saved_max_steps(out), allowed, can_continue=False)
                 start.finished = True
                 return start
             if t.resume_if_present and not t.resume:
                 logger.info("--resume-if-present: no checkpoint in %s, starting the run", out)
                 return start
+            either = (
+                "drop --resume: --resume-if-present alone"
+                if t.resume_if_present
+                else "use --resume-if-present, which"
+            )
             raise ResumeError(
                 f"--resume: {out} holds no complete checkpoint; start without --resume "
-                "(or use --resume-if-present, which starts when there is nothing to resume)"
+                f"(or {either} starts when there is nothing to resume)"
             )
         start.checkpoint, start.state = checkpoint, state
         step = int(state["step"])
         stored_max = (state.get("run") or {}).get("train.max_steps", t.max_steps)
-        if finished and not (step >= stored_max and t.max_steps > step and "train.max_steps" in allowed):
+        if finished:
             # final/ exists only once max_steps was reached; only a longer run from its last step goes on
-            start.finished = True
-            return start
+            check_finished_length(cfg, stored_max, allowed, can_continue=step >= stored_max)
+            if t.max_steps == stored_max:
+                start.finished = True
+                return start
         start.changes = check_changes(state.get("run"), start.definition, allowed, checkpoint)
         if step > t.max_steps:
             raise ResumeError(f"{checkpoint} is at step {step}, past train.max_steps={t.max_steps}")
@@ -258,5 +303,6 @@ __all__ = [
     "allowed_keys",
     "append_history",
     "check_changes",
+    "check_finished_length",
     "run_definition",
 ]
