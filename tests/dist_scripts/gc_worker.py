@@ -4,6 +4,8 @@ Launched by tests/test_gradcache_distributed.py with `torchrun --nproc_per_node 
   ddp_accelerate  accelerate's DDP (Accelerator(cpu=True))
   ddp_raw         torch DDP without accelerate, find_unused_parameters=False, and text-only targets
                   and negatives: GradCache must replay a chunk with pixels last for DDP to reduce all
+  fsdp2           torch FSDP2 as train.engine fsdp2 applies it (vlm2vec.training.fsdp2.shard_model), no
+                  accelerate; the optimizer is built over the shards
   zero*           DeepSpeed through accelerate (default Accelerator + DeepSpeedPlugin, gloo) with the
                   project's configs/deepspeed/<mode>.json
   loss            no model: ContrastiveLoss on uneven shards (3 rows on rank 0, 2 on the others);
@@ -32,7 +34,7 @@ from vlm2vec.losses import ContrastiveLoss  # noqa: E402
 
 TEMPERATURE = 0.05
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
-ENGINES = ["ddp_accelerate", "ddp_raw", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
+ENGINES = ["ddp_accelerate", "ddp_raw", "fsdp2", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
 
 
 def parse() -> argparse.Namespace:
@@ -60,6 +62,12 @@ def global_batches(world: int, rows: int, negs: int, tgt_pixels: bool):
 
 def prepare(mode: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rows: int):
     """Wrap model and optimizer for the engine under test; returns (model, optimizer, accelerator)."""
+    if mode == "fsdp2":
+        from vlm2vec.training.fsdp2 import shard_model
+
+        dist.init_process_group("gloo")
+        shard_model(model)
+        return model, type(optimizer)(model.parameters(), **optimizer.defaults), None
     if mode == "ddp_raw":
         from torch.nn.parallel import DistributedDataParallel
 
@@ -87,6 +95,8 @@ def prepare(mode: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 
 def full_params(mode: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    if mode == "fsdp2":
+        return {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
     inner = model.module
     if mode.startswith("zero3"):
         import deepspeed

@@ -20,6 +20,7 @@ import torch
 from accelerate import Accelerator
 
 from .engine import zero_stage
+from .fsdp2 import full_parameters, is_sharded
 
 if TYPE_CHECKING:
     from ..model import EmbeddingModel
@@ -59,12 +60,14 @@ def export_model(
 ) -> Path:
     """Write `<output_dir>/final` (adapters, or the full model) and, with `merged`, `final_merged`.
 
-    Collective: under ZeRO-3 every rank takes part in gathering the partitioned weights.
+    Collective: under ZeRO-3 and FSDP2 every rank takes part in gathering the partitioned weights.
     """
     unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
     gather: contextlib.AbstractContextManager = contextlib.nullcontext()
     if zero_stage(accelerator) == 3:
         gather = zero3_export(unwrapped)  # gathered weights, official key names
+    elif is_sharded(unwrapped):
+        gather = full_parameters(unwrapped, keep=accelerator.is_main_process)  # FSDP2 shards, gathered
     final = output_dir / "final"
     with gather:
         if accelerator.is_main_process:
