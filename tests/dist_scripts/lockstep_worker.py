@@ -1,9 +1,10 @@
 """GradCache steps of the real tiny backbones on 2 CPU processes (gloo), many scenarios in one launch.
 
 Launched by tests/test_zero3_lockstep.py with `torchrun --nproc_per_node 2`. Every scenario (engine x
-backbone x full/LoRA x chunk size) builds a fresh model, wraps it (torch DDP, or a raw DeepSpeed engine
-from the project's configs/deepspeed/zero{2,3}.json), runs one GradCache step with SGD and records the
-parameter update on rank 0. The ranks' local batches differ in images the way MMEB batches do: rank 0's
+backbone x full/LoRA x chunk size) builds a fresh model, wraps it (torch DDP, a raw DeepSpeed engine
+from the project's configs/deepspeed/zero{2,3}.json, or FSDP2 as `train.engine: fsdp2` shards it, with
+activation checkpointing on so that recomputation under FSDP2's hooks is covered too), runs one
+GradCache step with SGD and records the parameter update on rank 0. The ranks' local batches differ in images the way MMEB batches do: rank 0's
 queries hold an image row, a text row and a two-image row while rank 1's are text only, and the targets
 the other way round, so with chunk 1 and chunk 3 some chunk has images on one rank and none on the other.
 With `--videos` (Qwen-VL backbones) a video row joins: rank 1's first query and rank 0's second target,
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule
 from ending import run_and_exit
 from PIL import Image
 
@@ -38,7 +40,7 @@ from vlm2vec.training.optim import decay_names, param_groups
 
 TEMPERATURE, LR, ROWS, WORLD = 0.05, 0.5, 3, 2
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
-ENGINES = ("ddp", "zero2", "zero3")
+ENGINES = ("ddp", "zero2", "zero3", "fsdp2")
 BACKBONES = ("phi3_v", "qwen2_vl", "qwen3_vl", "llava_next")
 #: backbones run in every scenario below; the others (same `embed_with_images` path, their own vision
 #: towers) under ZeRO-3 with chunk 1 only, which keeps the launch short
@@ -79,9 +81,11 @@ def local_texts(rank: int) -> tuple[list, list]:
     return qry, tgt
 
 
-def build(backbone: str, folder: str, lora: bool) -> EmbeddingModel:
+def build(backbone: str, folder: str, lora: bool, checkpointing: bool = False) -> EmbeddingModel:
     torch.manual_seed(0)
-    cfg = tiny_model_config(backbone, folder, lora=lora, lora_r=4, lora_dropout=0.1)
+    cfg = tiny_model_config(
+        backbone, folder, lora=lora, lora_r=4, lora_dropout=0.1, gradient_checkpointing=checkpointing
+    )
     model = EmbeddingModel.from_config(cfg)
     if lora:  # LoRA B starts at zero (A would get no gradient): make both matter
         g = torch.Generator().manual_seed(1)
@@ -130,6 +134,8 @@ def ds_config(engine: str) -> dict:
 
 def full_trainable(model: torch.nn.Module, zero3: bool) -> dict[str, torch.Tensor]:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if params and hasattr(params[0][1], "full_tensor"):  # FSDP2 shards (DTensors)
+        return {n: p.full_tensor().detach().clone() for n, p in params}
     if not zero3:
         return {n: p.detach().clone() for n, p in params}
     import deepspeed
@@ -139,16 +145,21 @@ def full_trainable(model: torch.nn.Module, zero3: bool) -> dict[str, torch.Tenso
 
 
 def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int, rank: int) -> dict:
-    model = build(backbone, folder, lora)
+    model = build(backbone, folder, lora, checkpointing=engine == "fsdp2")
     before = full_trainable(model, False)
     groups_before = decay_names(model)
+    if engine == "fsdp2":  # sharded first: the optimizer holds the shards
+        from vlm2vec.training.fsdp2 import shard_model
+
+        wrapped = shard_model(model)
+        assert sum(isinstance(m, FSDPModule) for m in model.modules()) > 2  # blocks of both towers + root
     # weight decay 0 in both groups keeps the SGD update -lr * gradient, with the real group layout
     optimizer = torch.optim.SGD(param_groups(model, 0.0), lr=LR)
     if engine == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, find_unused_parameters=False)
-    else:
+    elif engine != "fsdp2":
         import deepspeed
 
         wrapped, optimizer, _, _ = deepspeed.initialize(
@@ -164,13 +175,13 @@ def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int,
     torch.manual_seed(100 + rank)
     step = GradCache(ContrastiveLoss(TEMPERATURE), chunk, chunk, split_fn=model.split_batch)
     loss = step.step(wrapped, qry, tgt)
-    if engine == "ddp":
+    if engine in ("ddp", "fsdp2"):
         optimizer.step()
     else:
         wrapped.step()
     after = full_trainable(model, engine == "zero3")
     record.update(loss=loss.item(), delta={n: after[n] - before[n] for n in before})
-    if engine != "ddp":
+    if engine.startswith("zero"):
         wrapped.destroy()
     del wrapped, optimizer, model
     gc.collect()
