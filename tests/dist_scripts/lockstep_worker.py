@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import FSDPModule
 from ending import run_and_exit
 from PIL import Image
+from torch.distributed.fsdp import FSDPModule
 
 from gradcache_reference import gradcache_plan, reps_in_row_order
 from vlm2vec.gradcache import GradCache
