@@ -48,6 +48,8 @@ FULL_MATRIX = ("phi3_v", "qwen2_vl")
 CHUNKS = (1, 3)
 #: set by --videos: a video row on each rank (see the module docstring)
 VIDEO_ROWS = {"on": False}
+#: the prefix of the folders the FSDP2 scenarios save into (from --out)
+OUT = {"dir": ""}
 
 
 def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool, int]]:
@@ -144,6 +146,40 @@ def full_trainable(model: torch.nn.Module, zero3: bool) -> dict[str, torch.Tenso
         return {n: p.detach().clone() for n, p in params}
 
 
+def fsdp2_state_round_trip(model, optimizer, after: dict, folder: str) -> dict:
+    """After an FSDP2 step, as train.py does it: `save_state` (the shards through the checkpoint hooks)
+    and `load_state` over scrambled parameters; then `export_model` gathers the full model on rank 0,
+    which saves it (adapter, or the full model in its official layout, plus the merged model for LoRA);
+    rank 0 reopens what it saved."""
+    from accelerate import Accelerator
+
+    from vlm2vec.training.export import export_model
+    from vlm2vec.training.fsdp2_state import install_state_hooks
+
+    accelerator = Accelerator(cpu=True)
+    install_state_hooks(accelerator, model, optimizer, trainable_only=model.is_lora)
+    accelerator.save_state(f"{folder}/checkpoint")
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(1.0)
+    accelerator.load_state(f"{folder}/checkpoint")
+    record = {"reloaded": full_trainable(model, False), "after": after}
+    export_model(accelerator, model, Path(folder), merged=True)
+    if dist.get_rank() == 0:
+        final = Path(folder) / "final"
+        record["files"] = sorted(p.name for p in final.iterdir())
+        reopened = EmbeddingModel.from_pretrained(final).eval()
+        params = dict(reopened.named_parameters())
+        record["exported"] = {n: params[n].detach().clone() for n in after if n in params}
+        if model.is_lora:
+            batch = reopened.processor(["a red circle", "blue"])
+            merged = EmbeddingModel.from_pretrained(Path(folder) / "final_merged").eval()
+            with torch.no_grad():
+                record["merged_reps"] = (reopened.encode(batch), merged.encode(batch))
+    return record
+
+
 def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int, rank: int) -> dict:
     model = build(backbone, folder, lora, checkpointing=engine == "fsdp2")
     before = full_trainable(model, False)
@@ -181,6 +217,8 @@ def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int,
         wrapped.step()
     after = full_trainable(model, engine == "zero3")
     record.update(loss=loss.item(), delta={n: after[n] - before[n] for n in before})
+    if engine == "fsdp2":
+        record["state"] = fsdp2_state_round_trip(model, optimizer, after, f"{OUT['dir']}-{backbone}-{lora}")
     if engine.startswith("zero"):
         wrapped.destroy()
     del wrapped, optimizer, model
@@ -197,6 +235,7 @@ def main() -> None:
     p.add_argument("--videos", action="store_true", help="add the video rows (Qwen-VL backbones)")
     args = p.parse_args()
     VIDEO_ROWS["on"] = args.videos
+    OUT["dir"] = f"{args.out}.fsdp2"
     torch.set_num_threads(1)
     folders = json.loads(args.folders)
     import deepspeed

@@ -14,16 +14,13 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
 
+from ..model import EmbeddingModel
 from .engine import zero_stage
 from .fsdp2 import full_parameters, is_sharded
-
-if TYPE_CHECKING:
-    from ..model import EmbeddingModel
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +70,9 @@ def export_model(
         if accelerator.is_main_process:
             unwrapped.save_pretrained(final)
             if merged and unwrapped.is_lora:
-                unwrapped.save_pretrained(output_dir / "final_merged", merged=True)
+                # FSDP2 modules cannot be copied to merge: merge the saved adapter over its base instead
+                source = EmbeddingModel.from_pretrained(final) if is_sharded(unwrapped) else unwrapped
+                source.save_pretrained(output_dir / "final_merged", merged=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         logger.info("exported model to %s", final)

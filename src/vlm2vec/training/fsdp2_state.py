@@ -42,7 +42,7 @@ def install_state_hooks(
 ) -> None:
     """Save and load the model's and optimizer's shards with every `save_state` / `load_state`
     (collective: every rank writes and reads its own shards)."""
-    options = StateDictOptions(ignore_frozen_params=trainable_only)
+    options = StateDictOptions(ignore_frozen_params=trainable_only, strict=not trainable_only)
 
     def current() -> dict[str, Any]:
         model_state, optimizer_state = get_state_dict(model, optimizer, options=options)
