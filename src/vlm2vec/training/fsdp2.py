@@ -62,14 +62,18 @@ def full_parameters(model: nn.Module, keep: bool) -> Iterator[None]:
     reshards modules it has unsharded itself, so it leaves these full tensors alone.
     """
     swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
-    for name, param in list(model.named_parameters()):
-        full = param.full_tensor()  # collective: every rank gathers, in the same order
-        if not keep:
-            continue
-        owner_name, _, leaf = name.rpartition(".")
-        owner = model.get_submodule(owner_name)
-        swapped.append((owner, leaf, param))
-        owner._parameters[leaf] = nn.Parameter(full.detach().cpu(), requires_grad=param.requires_grad)
+    gathered: dict[int, nn.Parameter] = {}  # one full copy per parameter, whatever module shares it
+    for name, param in list(model.named_parameters(remove_duplicate=False)):
+        if id(param) not in gathered:
+            full = param.full_tensor().detach()  # collective: every rank gathers, in the same order
+            gathered[id(param)] = (
+                nn.Parameter(full.cpu(), requires_grad=param.requires_grad) if keep else param
+            )
+        if keep:
+            owner_name, _, leaf = name.rpartition(".")
+            owner = model.get_submodule(owner_name)
+            swapped.append((owner, leaf, param))
+            owner._parameters[leaf] = gathered[id(param)]
     try:
         yield
     finally:

@@ -33,6 +33,7 @@ from ..model import EmbeddingModel, move_batch
 from .checkpoint import install_trainable_only_hook, latest_checkpoint, save_checkpoint
 from .engine import build_accelerator, deepspeed_float_dtype, fsdp2_requested
 from .export import export_model
+from .fsdp2 import is_sharded
 from .fsdp2_state import prepare_fsdp2
 from .logging import MetricsLogger
 from .optim import build_optimizer_and_scheduler, parameter_counts, trainable_parameters
@@ -291,7 +292,7 @@ def _start_progress(
             epochs(t.max_steps),
             n_trainable,
             n_total,
-            accelerator.distributed_type.value,
+            "FSDP2" if is_sharded(model) else accelerator.distributed_type.value,
         )
     return TrainingProgress(
         metrics,
