@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from launching import launch
 from vlm2vec.config import ConfigError, TrainConfig
 from vlm2vec.model import EmbeddingModel
 from vlm2vec.testing import tiny_model_config
@@ -17,6 +18,7 @@ from vlm2vec.training.engine import fsdp2_requested
 from vlm2vec.training.fsdp2 import block_classes, mixed_precision_policy
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "dist_scripts"
 
 
 @pytest.fixture
@@ -72,3 +74,19 @@ def test_every_backbone_has_language_and_vision_blocks_to_shard(tiny_backbone):
     found = blocks & present
     assert len(found) >= 2, (blocks, backbone)
     assert any("Vision" in name or "CLIP" in name for name in found), found
+
+
+@pytest.mark.slow
+def test_export_gather_gives_rank_0_every_full_weight_once_tied_weights_included(tmp_path):
+    """tests/dist_scripts/fsdp2_tied_worker.py on 2 processes: inside `full_parameters` rank 0 sees the
+    weights before sharding as plain tensors under every key (the shared embedding / head weight as one
+    parameter); afterwards both ranks hold shards again."""
+    out = tmp_path / "result"
+    launch(SCRIPTS / "fsdp2_tied_worker.py", "--out", str(out), nproc=2)
+    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
+    zero = ranks[0]
+    assert zero["units"] == 3  # two blocks and the root
+    assert zero["plain"] and zero["tied"]
+    assert zero["state"].keys() == zero["before"].keys() and "head.weight" in zero["state"]
+    assert all(torch.equal(zero["state"][k], v) for k, v in zero["before"].items())
+    assert all(r["sharded_after"] for r in ranks)
