@@ -18,6 +18,7 @@ The global batch is built identically on every rank and sliced by rank; rank r s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -106,6 +107,26 @@ def full_params(mode: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in inner.named_parameters()}
 
 
+@contextlib.contextmanager
+def count_fsdp2_reductions():
+    """Records each gradient reduce-scatter FSDP2 issues inside the block (torch's internal
+    `foreach_reduce`, called once per FSDP unit per synchronising backward)."""
+    from torch.distributed.fsdp._fully_shard import _fsdp_param_group as group
+
+    calls: list[int] = []
+    original = group.foreach_reduce
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    group.foreach_reduce = counted
+    try:
+        yield calls
+    finally:
+        group.foreach_reduce = original
+
+
 def run_train(args: argparse.Namespace) -> None:
     model = make_model(dropout=args.dropout)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -126,14 +147,15 @@ def run_train(args: argparse.Namespace) -> None:
         qry_chunk_tokens=args.qtok,
         tgt_chunk_tokens=args.ttok,
     )
-    loss = step.step(model, take(qry, lo, hi), take(tgt, lo, hi), local_neg)
+    with count_fsdp2_reductions() as reductions:
+        loss = step.step(model, take(qry, lo, hi), take(tgt, lo, hi), local_neg)
     optimizer.step()  # under accelerate + DeepSpeed the engine already stepped; this is a no-op
     optimizer.zero_grad()
 
     after = full_params(args.mode, model)
     if rank == 0:
         delta = {n: after[n] - before[n] for n in before}
-        torch.save({"delta": delta, "loss": loss.item()}, args.out)
+        torch.save({"delta": delta, "loss": loss.item(), "reductions": len(reductions)}, args.out)
 
 
 def run_loss(args: argparse.Namespace) -> None:
