@@ -91,6 +91,7 @@ CASES = {
     #        qry / tgt chunk token budgets)
     "ddp_accelerate": (2, 4, 0, True, None, None),
     "ddp_raw": (None, None, 2, False, 9, 8),  # text-only targets: a qry chunk (pixels) must be replayed last
+    "fsdp2": (2, 4, 2, True, None, None),  # gradient sync off on all chunks but the last
     "zero2": (2, 4, 3, True, None, None),  # k = 3 negatives per query, chunked like targets
     "zero3": (None, 4, 1, True, 8, 9),  # token budgets: the ranks' own plans differ in chunk count
     "zero3_offload": (3, 2, 1, True, None, None),  # offload finalises only params of the last backward
@@ -113,6 +114,8 @@ def test_two_process_step_equals_one_process_on_global_batch(tmp_path, mode):
     if qtok or ttok:
         assert any(len(set(c)) > 1 for c in counts.values()), counts  # the agreement has work to do
     assert_same_update(result, ref_loss, ref_delta)
+    if mode == "fsdp2":  # the toy is one FSDP unit: one reduce-scatter per step, not one per chunk
+        assert torch.load(result)["reductions"] == 1
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Two processes (gloo, CPU) give the single-process result for the same global batch: DDP and ZeRO-2.
+"""Two processes (gloo, CPU) give the single-process result for the same global batch: DDP, ZeRO-2/3, FSDP2.
 
 Full fine-tuning of the tiny Qwen2-VL with GradCache chunks. ImageNet_1K targets and MSCOCO_t2i
 queries are text-only, so on mixed batches some chunks of one rank have images where the other
@@ -11,14 +11,19 @@ its features (times zero) to the input embeddings, where real image features go.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from launching import launch
+from launching import free_port, launch
 from vlm2vec import load_processor
 from vlm2vec.backbones import get_backbone
 from vlm2vec.chunking import plan_chunks, row_lengths
@@ -161,3 +166,58 @@ def test_two_process_deepspeed_zero3_matches_one_process_and_exports_the_same_fo
     assert {p.name for p in (root / "zero3_mixed" / "final").iterdir()} == files
     counts = [re.findall(r"(\d+) of (\d+) params trainable", run.logs[n]) for n in ("single", "zero3_mixed")]
     assert counts[0] and counts[1] == counts[0] and counts[0][0][0] != "0"  # real sizes under ZeRO-3
+
+
+def _kill_after_checkpoint(config: Path, checkpoint: Path) -> None:
+    """Launch `train.py` on 2 processes and SIGKILL the launcher and both ranks (no handler runs)
+    once `checkpoint` is complete."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+    cmd += [f"--master_port={free_port()}", str(ROOT / "train.py"), "--config", str(config)]
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
+    }
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while (
+        not (checkpoint / "trainer_state.json").is_file()
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed part-way"
+    ranks = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    for pid in ranks:  # the ranks run in sessions of their own: killing the launcher leaves them
+        os.kill(int(pid), signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_two_process_fsdp2_matches_one_process_exports_the_same_folder_and_resumes_after_kill(setup):
+    """train.py under FSDP2 (`train.engine: fsdp2`) on mixed batches: the losses and final weights of
+    one process and the same exported files; then the same run with a checkpoint every step, killed
+    with SIGKILL after its first checkpoint and resumed (sharded model and optimizer state through
+    torch.distributed.checkpoint), ends with the uninterrupted run's losses and weights, bit for bit."""
+    run, root = setup
+    single = run("single", 1)
+    fsdp2 = run("fsdp2_mixed", 2, engine="fsdp2")
+    assert _chunks_differing_in_modality(root / "fsdp2_mixed.yaml") > 0
+    _assert_same_run(single, fsdp2)
+    assert {p.name for p in (root / "fsdp2_mixed" / "final").iterdir()} == {
+        p.name for p in (root / "single" / "final").iterdir()
+    }
+
+    cfg = load_config(root / "fsdp2_mixed.yaml")
+    cfg.train.output_dir, cfg.train.save_every = str(root / "fsdp2_killed"), 1
+    config = save_config(cfg, root / "fsdp2_killed.yaml")
+    out = root / "fsdp2_killed"
+    _kill_after_checkpoint(config, out / "checkpoints" / "step-00000001")
+    assert not (out / "final").exists()
+    assert (out / "checkpoints" / "step-00000001" / "fsdp2_state" / ".metadata").is_file()
+    _launch(2, config, "--resume")
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in metrics] == [r["loss"] for r in fsdp2[0]]
+    weights = load_file(out / "final" / "model.safetensors")
+    assert weights.keys() == fsdp2[1].keys()
+    assert all(torch.equal(weights[k], fsdp2[1][k]) for k in weights)

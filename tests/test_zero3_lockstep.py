@@ -8,7 +8,7 @@ batches mix image and text-only rows, so one rank's chunk may have images while 
   (the dummy-image path) and a two-image row record the same module trace (`module_trace`: call order
   and tensors returned). This is the check that catches both ZeRO-3 hangs.
 - two processes (slow, one launch of tests/dist_scripts/lockstep_worker.py for all scenarios): one
-  GradCache step with SGD under torch DDP, ZeRO-2 and ZeRO-3 (the project's config files), tiny
+  GradCache step with SGD under torch DDP, ZeRO-2, ZeRO-3 (the project's config files) and FSDP2, tiny
   Phi-3.5-V and Qwen2-VL, full and LoRA (dropout 0.1), chunk 1 and 3, and tiny Qwen3-VL and LLaVA-NeXT
   under ZeRO-3 with chunk 1 (full and LoRA); rank 0 holds an image row, a text
   row and a two-image row of queries while rank 1's queries are text only, the targets the other way
@@ -152,3 +152,24 @@ def test_zero3_parameter_groups_equal_one_process(results, backbone, lora):
     assert run["groups_before"] == (decay, no_decay) and run["groups"] == (decay, no_decay)
     assert decay and (no_decay or lora)
     assert run["optimizer_groups"] == (1 if not no_decay else 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ("phi3_v", "qwen2_vl"))
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_fsdp2_checkpoint_round_trip_and_export_hold_the_trained_weights(results, backbone, lora):
+    """After the FSDP2 step: load_state over scrambled parameters restores the saved shards exactly
+    (LoRA: only the adapters are stored), and export_model gathers the shards into a folder (the full
+    model in its official layout, or the adapter) that reopens with exactly the trained weights; a
+    LoRA run's merged export gives the adapter model's embeddings."""
+    _, runs = results
+    state = runs[("fsdp2", backbone, lora, 1)]["state"]
+    after = state["after"]
+    assert all(torch.equal(state["reloaded"][n], after[n]) for n in after)
+    assert state["exported"].keys() == after.keys()
+    assert all(torch.equal(state["exported"][n], after[n]) for n in after)
+    assert ("adapter_model.safetensors" in state["files"]) == lora
+    assert ("model.safetensors" in state["files"]) == (not lora)
+    if lora:
+        adapter, merged = state["merged_reps"]
+        torch.testing.assert_close(merged, adapter, rtol=1e-5, atol=1e-5)

@@ -9,7 +9,8 @@ gradient-accumulation micro-batches. GradCache (Gao et al., 2021) splits the gra
    `sum(reps * d loss / d reps)`; the parameter gradients add up to the full-batch gradient.
 
 One code path serves every engine. The only engine-specific part is how a chunk's backward is issued
-(`_Backward`): under DDP all but the last backward run in `no_sync` so gradients are all-reduced once;
+(`_Backward`): under DDP all but the last backward run in `no_sync` so gradients are all-reduced once
+(under FSDP2 with gradient sync off: reduce-scattered once);
 under DeepSpeed the gradient-accumulation boundary is False for all but the last backward (ZeRO-1
 reduces once; ZeRO-2/3 reduce-scatter gradient partitions on every backward, by design); with an
 `accelerate.Accelerator` its `backward` and `no_sync` are used, so mixed precision, gradient
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 from .chunking import Plan, equalize, num_rows, padding_counts, plan_chunks, row_lengths, split_rows
 from .distributed import world
@@ -87,6 +89,8 @@ class _Backward:
         """Context for a chunk's forward + backward: no gradient sync unless it is the last one."""
         if last or self.engine is not None:  # DeepSpeed: the accumulation boundary does this job
             return contextlib.nullcontext()
+        if isinstance(self.model, FSDPModule):  # FSDP2 (whatever built the Accelerator): its own switch
+            return _fsdp2_sync_off(self.model)
         if self.accelerator is not None:
             return self.accelerator.no_sync(self.model)
         no_sync = getattr(self.model, "no_sync", None)
@@ -104,6 +108,17 @@ class _Backward:
             self.engine.backward(loss)
         else:
             loss.backward()
+
+
+@contextlib.contextmanager
+def _fsdp2_sync_off(model: FSDPModule) -> Iterator[None]:
+    """FSDP2: no reduce-scatter in the backwards inside the block (gradients accumulate unsharded);
+    the next backward outside it reduces them all."""
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 class _Chunk:

@@ -4,6 +4,8 @@ Launched by tests/test_gradcache_distributed.py with `torchrun --nproc_per_node 
   ddp_accelerate  accelerate's DDP (Accelerator(cpu=True))
   ddp_raw         torch DDP without accelerate, find_unused_parameters=False, and text-only targets
                   and negatives: GradCache must replay a chunk with pixels last for DDP to reduce all
+  fsdp2           torch FSDP2 as train.engine fsdp2 applies it (vlm2vec.training.fsdp2.shard_model), no
+                  accelerate; the optimizer is built over the shards
   zero*           DeepSpeed through accelerate (default Accelerator + DeepSpeedPlugin, gloo) with the
                   project's configs/deepspeed/<mode>.json
   loss            no model: ContrastiveLoss on uneven shards (3 rows on rank 0, 2 on the others);
@@ -16,6 +18,7 @@ The global batch is built identically on every rank and sliced by rank; rank r s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -32,7 +35,7 @@ from vlm2vec.losses import ContrastiveLoss  # noqa: E402
 
 TEMPERATURE = 0.05
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
-ENGINES = ["ddp_accelerate", "ddp_raw", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
+ENGINES = ["ddp_accelerate", "ddp_raw", "fsdp2", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
 
 
 def parse() -> argparse.Namespace:
@@ -60,6 +63,12 @@ def global_batches(world: int, rows: int, negs: int, tgt_pixels: bool):
 
 def prepare(mode: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rows: int):
     """Wrap model and optimizer for the engine under test; returns (model, optimizer, accelerator)."""
+    if mode == "fsdp2":
+        from vlm2vec.training.fsdp2 import shard_model
+
+        dist.init_process_group("gloo")
+        shard_model(model)
+        return model, type(optimizer)(model.parameters(), **optimizer.defaults), None
     if mode == "ddp_raw":
         from torch.nn.parallel import DistributedDataParallel
 
@@ -87,6 +96,8 @@ def prepare(mode: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 
 def full_params(mode: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    if mode == "fsdp2":
+        return {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
     inner = model.module
     if mode.startswith("zero3"):
         import deepspeed
@@ -94,6 +105,26 @@ def full_params(mode: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         with deepspeed.zero.GatheredParameters(list(inner.parameters())):
             return {n: p.detach().clone() for n, p in inner.named_parameters()}
     return {n: p.detach().clone() for n, p in inner.named_parameters()}
+
+
+@contextlib.contextmanager
+def count_fsdp2_reductions():
+    """Records each gradient reduce-scatter FSDP2 issues inside the block (torch's internal
+    `foreach_reduce`, called once per FSDP unit per synchronising backward)."""
+    from torch.distributed.fsdp._fully_shard import _fsdp_param_group as group
+
+    calls: list[int] = []
+    original = group.foreach_reduce
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    group.foreach_reduce = counted
+    try:
+        yield calls
+    finally:
+        group.foreach_reduce = original
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -116,14 +147,15 @@ def run_train(args: argparse.Namespace) -> None:
         qry_chunk_tokens=args.qtok,
         tgt_chunk_tokens=args.ttok,
     )
-    loss = step.step(model, take(qry, lo, hi), take(tgt, lo, hi), local_neg)
+    with count_fsdp2_reductions() as reductions:
+        loss = step.step(model, take(qry, lo, hi), take(tgt, lo, hi), local_neg)
     optimizer.step()  # under accelerate + DeepSpeed the engine already stepped; this is a no-op
     optimizer.zero_grad()
 
     after = full_params(args.mode, model)
     if rank == 0:
         delta = {n: after[n] - before[n] for n in before}
-        torch.save({"delta": delta, "loss": loss.item()}, args.out)
+        torch.save({"delta": delta, "loss": loss.item(), "reductions": len(reductions)}, args.out)
 
 
 def run_loss(args: argparse.Namespace) -> None:

@@ -1,9 +1,10 @@
 """GradCache steps of the real tiny backbones on 2 CPU processes (gloo), many scenarios in one launch.
 
 Launched by tests/test_zero3_lockstep.py with `torchrun --nproc_per_node 2`. Every scenario (engine x
-backbone x full/LoRA x chunk size) builds a fresh model, wraps it (torch DDP, or a raw DeepSpeed engine
-from the project's configs/deepspeed/zero{2,3}.json), runs one GradCache step with SGD and records the
-parameter update on rank 0. The ranks' local batches differ in images the way MMEB batches do: rank 0's
+backbone x full/LoRA x chunk size) builds a fresh model, wraps it (torch DDP, a raw DeepSpeed engine
+from the project's configs/deepspeed/zero{2,3}.json, or FSDP2 as `train.engine: fsdp2` shards it, with
+activation checkpointing on so that recomputation under FSDP2's hooks is covered too), runs one
+GradCache step with SGD and records the parameter update on rank 0. The ranks' local batches differ in images the way MMEB batches do: rank 0's
 queries hold an image row, a text row and a two-image row while rank 1's are text only, and the targets
 the other way round, so with chunk 1 and chunk 3 some chunk has images on one rank and none on the other.
 With `--videos` (Qwen-VL backbones) a video row joins: rank 1's first query and rank 0's second target,
@@ -27,6 +28,7 @@ import torch
 import torch.distributed as dist
 from ending import run_and_exit
 from PIL import Image
+from torch.distributed.fsdp import FSDPModule
 
 from gradcache_reference import gradcache_plan, reps_in_row_order
 from vlm2vec.gradcache import GradCache
@@ -38,7 +40,7 @@ from vlm2vec.training.optim import decay_names, param_groups
 
 TEMPERATURE, LR, ROWS, WORLD = 0.05, 0.5, 3, 2
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
-ENGINES = ("ddp", "zero2", "zero3")
+ENGINES = ("ddp", "zero2", "zero3", "fsdp2")
 BACKBONES = ("phi3_v", "qwen2_vl", "qwen3_vl", "llava_next")
 #: backbones run in every scenario below; the others (same `embed_with_images` path, their own vision
 #: towers) under ZeRO-3 with chunk 1 only, which keeps the launch short
@@ -46,6 +48,8 @@ FULL_MATRIX = ("phi3_v", "qwen2_vl")
 CHUNKS = (1, 3)
 #: set by --videos: a video row on each rank (see the module docstring)
 VIDEO_ROWS = {"on": False}
+#: the prefix of the folders the FSDP2 scenarios save into (from --out)
+OUT = {"dir": ""}
 
 
 def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool, int]]:
@@ -79,9 +83,11 @@ def local_texts(rank: int) -> tuple[list, list]:
     return qry, tgt
 
 
-def build(backbone: str, folder: str, lora: bool) -> EmbeddingModel:
+def build(backbone: str, folder: str, lora: bool, checkpointing: bool = False) -> EmbeddingModel:
     torch.manual_seed(0)
-    cfg = tiny_model_config(backbone, folder, lora=lora, lora_r=4, lora_dropout=0.1)
+    cfg = tiny_model_config(
+        backbone, folder, lora=lora, lora_r=4, lora_dropout=0.1, gradient_checkpointing=checkpointing
+    )
     model = EmbeddingModel.from_config(cfg)
     if lora:  # LoRA B starts at zero (A would get no gradient): make both matter
         g = torch.Generator().manual_seed(1)
@@ -130,6 +136,8 @@ def ds_config(engine: str) -> dict:
 
 def full_trainable(model: torch.nn.Module, zero3: bool) -> dict[str, torch.Tensor]:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if params and hasattr(params[0][1], "full_tensor"):  # FSDP2 shards (DTensors)
+        return {n: p.full_tensor().detach().clone() for n, p in params}
     if not zero3:
         return {n: p.detach().clone() for n, p in params}
     import deepspeed
@@ -138,17 +146,56 @@ def full_trainable(model: torch.nn.Module, zero3: bool) -> dict[str, torch.Tenso
         return {n: p.detach().clone() for n, p in params}
 
 
+def fsdp2_state_round_trip(model, optimizer, after: dict, folder: str) -> dict:
+    """After an FSDP2 step, as train.py does it: `save_state` (the shards through the checkpoint hooks)
+    and `load_state` over scrambled parameters; then `export_model` gathers the full model on rank 0,
+    which saves it (adapter, or the full model in its official layout, plus the merged model for LoRA);
+    rank 0 reopens what it saved."""
+    from accelerate import Accelerator
+
+    from vlm2vec.training.export import export_model
+    from vlm2vec.training.fsdp2_state import install_state_hooks
+
+    accelerator = Accelerator(cpu=True)
+    install_state_hooks(accelerator, model, optimizer, trainable_only=model.is_lora)
+    accelerator.save_state(f"{folder}/checkpoint")
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(1.0)
+    accelerator.load_state(f"{folder}/checkpoint")
+    record = {"reloaded": full_trainable(model, False), "after": after}
+    export_model(accelerator, model, Path(folder), merged=True)
+    if dist.get_rank() == 0:
+        final = Path(folder) / "final"
+        record["files"] = sorted(p.name for p in final.iterdir())
+        reopened = EmbeddingModel.from_pretrained(final).eval()
+        params = dict(reopened.named_parameters())
+        record["exported"] = {n: params[n].detach().clone() for n in after if n in params}
+        if model.is_lora:
+            batch = reopened.processor(["a red circle", "blue"])
+            merged = EmbeddingModel.from_pretrained(Path(folder) / "final_merged").eval()
+            with torch.no_grad():
+                record["merged_reps"] = (reopened.encode(batch), merged.encode(batch))
+    return record
+
+
 def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int, rank: int) -> dict:
-    model = build(backbone, folder, lora)
+    model = build(backbone, folder, lora, checkpointing=engine == "fsdp2")
     before = full_trainable(model, False)
     groups_before = decay_names(model)
+    if engine == "fsdp2":  # sharded first: the optimizer holds the shards
+        from vlm2vec.training.fsdp2 import shard_model
+
+        wrapped = shard_model(model)
+        assert sum(isinstance(m, FSDPModule) for m in model.modules()) > 2  # blocks of both towers + root
     # weight decay 0 in both groups keeps the SGD update -lr * gradient, with the real group layout
     optimizer = torch.optim.SGD(param_groups(model, 0.0), lr=LR)
     if engine == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, find_unused_parameters=False)
-    else:
+    elif engine != "fsdp2":
         import deepspeed
 
         wrapped, optimizer, _, _ = deepspeed.initialize(
@@ -164,13 +211,15 @@ def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int,
     torch.manual_seed(100 + rank)
     step = GradCache(ContrastiveLoss(TEMPERATURE), chunk, chunk, split_fn=model.split_batch)
     loss = step.step(wrapped, qry, tgt)
-    if engine == "ddp":
+    if engine in ("ddp", "fsdp2"):
         optimizer.step()
     else:
         wrapped.step()
     after = full_trainable(model, engine == "zero3")
     record.update(loss=loss.item(), delta={n: after[n] - before[n] for n in before})
-    if engine != "ddp":
+    if engine == "fsdp2":
+        record["state"] = fsdp2_state_round_trip(model, optimizer, after, f"{OUT['dir']}-{backbone}-{lora}")
+    if engine.startswith("zero"):
         wrapped.destroy()
     del wrapped, optimizer, model
     gc.collect()
@@ -186,6 +235,7 @@ def main() -> None:
     p.add_argument("--videos", action="store_true", help="add the video rows (Qwen-VL backbones)")
     args = p.parse_args()
     VIDEO_ROWS["on"] = args.videos
+    OUT["dir"] = f"{args.out}.fsdp2"
     torch.set_num_threads(1)
     folders = json.loads(args.folders)
     import deepspeed

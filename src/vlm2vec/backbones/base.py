@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from PIL import Image
+from torch.distributed.tensor import DTensor
 
 from ..chunking import TOKEN_KEYS, split_rows
 
@@ -105,12 +106,12 @@ def vision_dummy_needed(model: torch.nn.Module, vision: torch.nn.Module) -> bool
 
     Only in training mode, and only when some vision parameter is trainable (its gradient must become
     ready at the same point of every backward on every rank: ZeRO-2 fills its reduction buckets in that
-    order, DDP needs every gradient) or partitioned by ZeRO-3 (every rank must run the same modules,
-    since running one gathers its parameters with a collective).
+    order, DDP needs every gradient) or sharded by ZeRO-3 or FSDP2 (a DTensor: every rank must run
+    the same modules, since running one gathers its parameters with a collective).
     """
     if not model.training:
         return False
-    return any(p.requires_grad or hasattr(p, "ds_id") for p in vision.parameters())
+    return any(p.requires_grad or hasattr(p, "ds_id") or isinstance(p, DTensor) for p in vision.parameters())
 
 
 def embed_with_images(

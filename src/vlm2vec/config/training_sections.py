@@ -237,6 +237,12 @@ class TrainConfig(Section):
         factory=list,
     )
     deepspeed_config: str | None = opt(None, "DeepSpeed JSON config (null: plain DDP / single process)")
+    engine: str = opt(
+        "auto",
+        "auto: DDP, or DeepSpeed with train.deepspeed_config; fsdp2: torch FSDP2 (fully_shard) "
+        "(also chosen by configs/accelerate/fsdp2.yaml)",
+        choices=("auto", "fsdp2"),
+    )
     stop_at_step: int | None = opt(
         None, "leave early after this step with a checkpoint (time-limited jobs)", check=AT_LEAST_1
     )
@@ -248,6 +254,15 @@ class TrainConfig(Section):
                 f"train.warmup_steps ({self.warmup_steps}) is longer than the run (train.max_steps="
                 f"{self.max_steps}): the learning rate would never reach train.lr",
                 key="train.warmup_steps",
+            )
+        if self.engine == "fsdp2" and self.deepspeed_config:
+            raise ConfigError(
+                "train.engine is fsdp2 but train.deepspeed_config is set: pick one engine", key="train.engine"
+            )
+        if self.engine == "fsdp2" and self.mixed_precision == "fp16":
+            raise ConfigError(
+                "train.engine fsdp2 takes train.mixed_precision bf16 or no (fp16 needs a loss scaler)",
+                key="train.engine",
             )
         dims = self.matryoshka_dims
         for i, dim in enumerate(dims):

@@ -1,7 +1,8 @@
 """Atomic training checkpoints: weights (or only the trainable ones), optimizer, scheduler, RNG, data position.
 
 Layout: `<output_dir>/checkpoints/step-00000100/` holding what `accelerate.Accelerator.save_state`
-writes (model or DeepSpeed engine shards, optimizer, scheduler, one RNG file per process) plus
+writes (model or DeepSpeed engine shards, or FSDP2's `fsdp2_state/` written by the hooks of
+`training/fsdp2_state.py`; optimizer, scheduler, one RNG file per process) plus
 `trainer_state.json` (step, data order fingerprint, counters). Every rank writes into
 `.tmp-step-.../` first; when all are done the main process fsyncs every file written (weights,
 optimizer, scheduler, RNG), then writes `trainer_state.json` (the completion marker), renames the

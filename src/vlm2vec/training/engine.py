@@ -1,4 +1,4 @@
-"""The `accelerate.Accelerator` for a run: one process, DDP (CUDA or gloo on CPU) or DeepSpeed.
+"""The `accelerate.Accelerator` for a run: one process, DDP (CUDA or gloo on CPU), DeepSpeed or FSDP2.
 
 DeepSpeed comes either from `train.deepspeed_config` (a JSON file) or from `accelerate launch
 --use_deepspeed --deepspeed_config_file ...`. Either way the `"auto"` values that depend on our
@@ -7,12 +7,19 @@ step per global batch, so no gradient accumulation), gradient clipping = `train.
 bf16/fp16 from `train.mixed_precision`. The optimizer and schedule are ours (AdamW + warm-up
 schedule): a config's `scheduler` section is refused; an `optimizer` section is honoured through
 accelerate's `DummyOptim`.
+
+FSDP2 comes from `train.engine: fsdp2` or from `accelerate launch --config_file
+configs/accelerate/fsdp2.yaml` (`fsdp_version: 2`). Its Accelerator is a plain multi-process one
+(no FSDP plugin: `training/fsdp2.py` says why) without autocast; `training/fsdp2_state.py` shards the
+model and keeps the model and optimizer out of the Accelerator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -96,10 +103,32 @@ def deepspeed_requested(cfg: TrainConfig) -> bool:
     return bool(cfg.deepspeed_config) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def fsdp2_requested(cfg: TrainConfig) -> bool:
+    """`train.engine: fsdp2`, or an `accelerate launch` with an FSDP config of `fsdp_version: 2`."""
+    launched = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return cfg.engine == "fsdp2" or (launched and os.environ.get("FSDP_VERSION", "1") == "2")
+
+
+@contextlib.contextmanager
+def _without_accelerate_fsdp() -> Iterator[None]:
+    """accelerate builds its own FSDP plugin when its launcher set ACCELERATE_USE_FSDP; ours shards."""
+    saved = os.environ.pop("ACCELERATE_USE_FSDP", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["ACCELERATE_USE_FSDP"] = saved
+
+
 def build_accelerator(cfg: Config) -> Accelerator:
-    """An Accelerator matching the launch (plain, DDP, DeepSpeed) and the config."""
+    """An Accelerator matching the launch (plain, DDP, DeepSpeed, FSDP2) and the config."""
     t = cfg.train
     cuda = torch.cuda.is_available()
+    if fsdp2_requested(t):
+        if deepspeed_requested(t):
+            raise ConfigError("train.engine: FSDP2 and DeepSpeed are both requested; pick one engine")
+        with _without_accelerate_fsdp():
+            return Accelerator(cpu=not cuda, mixed_precision="no", step_scheduler_with_optimizer=False)
     use_ds = deepspeed_requested(t)
     if use_ds:
         import_extra(

@@ -14,15 +14,13 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
 
+from ..model import EmbeddingModel
 from .engine import zero_stage
-
-if TYPE_CHECKING:
-    from ..model import EmbeddingModel
+from .fsdp2 import full_parameters, is_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +57,22 @@ def export_model(
 ) -> Path:
     """Write `<output_dir>/final` (adapters, or the full model) and, with `merged`, `final_merged`.
 
-    Collective: under ZeRO-3 every rank takes part in gathering the partitioned weights.
+    Collective: under ZeRO-3 and FSDP2 every rank takes part in gathering the partitioned weights.
     """
     unwrapped: EmbeddingModel = accelerator.unwrap_model(model)
     gather: contextlib.AbstractContextManager = contextlib.nullcontext()
     if zero_stage(accelerator) == 3:
         gather = zero3_export(unwrapped)  # gathered weights, official key names
+    elif is_sharded(unwrapped):
+        gather = full_parameters(unwrapped, keep=accelerator.is_main_process)  # FSDP2 shards, gathered
     final = output_dir / "final"
     with gather:
         if accelerator.is_main_process:
             unwrapped.save_pretrained(final)
             if merged and unwrapped.is_lora:
-                unwrapped.save_pretrained(output_dir / "final_merged", merged=True)
+                # FSDP2 modules cannot be copied to merge: merge the saved adapter over its base instead
+                source = EmbeddingModel.from_pretrained(final) if is_sharded(unwrapped) else unwrapped
+                source.save_pretrained(output_dir / "final_merged", merged=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         logger.info("exported model to %s", final)

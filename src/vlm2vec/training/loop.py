@@ -33,8 +33,10 @@ from ..gradcache import GradCache
 from ..losses import build_loss
 from ..model import EmbeddingModel, move_batch
 from .checkpoint import install_trainable_only_hook, latest_checkpoint, save_checkpoint
-from .engine import build_accelerator, deepspeed_float_dtype
+from .engine import build_accelerator, deepspeed_float_dtype, fsdp2_requested
 from .export import export_model
+from .fsdp2 import is_sharded
+from .fsdp2_state import prepare_fsdp2
 from .logging import MetricsLogger
 from .optim import build_optimizer_and_scheduler, parameter_counts, trainable_parameters
 from .progress import TrainingProgress
@@ -162,6 +164,8 @@ def _prepare_model(
         except OSError as exc:  # a missing folder or file: the message names it
             raise ModelLoadError(f"cannot load the model: {exc}") from exc
     model.train()
+    if fsdp2_requested(cfg.train):
+        return prepare_fsdp2(cfg, accelerator, model)
     optimizer, scheduler = build_optimizer_and_scheduler(model, cfg.train, accelerator)
     prepared = accelerator.prepare(model, optimizer, scheduler)
     if model.is_lora:
@@ -304,7 +308,7 @@ def _start_progress(
             epochs(t.max_steps),
             n_trainable,
             n_total,
-            accelerator.distributed_type.value,
+            "FSDP2" if is_sharded(model) else accelerator.distributed_type.value,
         )
     return TrainingProgress(
         metrics,
