@@ -70,7 +70,7 @@ def setup(tmp_path_factory, tiny_qwen_dir):
         )
         cfg = Config(
             model=tiny_model_config("qwen2_vl", tiny_qwen_dir),
-            data=DataConfig(mmeb_train_dir=str(data_dir), per_source_batches=per_source),
+            data=DataConfig(mmeb_train_dir=str(data_dir), sub_batch="source" if per_source else "iid"),
             train=train,
         )
         run.logs[name] = _launch(nproc, save_config(cfg, root / f"{name}.yaml"))

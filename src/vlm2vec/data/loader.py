@@ -71,7 +71,7 @@ def build_train_loader(
         [s.weight for s in sources],
         per_device_batch_size * world_size,
         seed=seed,
-        per_source_batches=cfg.per_source_batches,
+        run_length=cfg.run_length(per_device_batch_size * world_size),
         num_replicas=world_size,
         rank=rank,
         start_step=start_step,
@@ -80,9 +80,7 @@ def build_train_loader(
     )
     small = sampler.sources_without_batches()
     if small:
-        logger.warning(
-            "per-source batches: source(s) %s are smaller than one global batch and are never used", small
-        )
+        logger.warning("data.sub_batch: source(s) %s have fewer rows than one run and are never used", small)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
