@@ -88,6 +88,7 @@ def _assert_same_run(a: tuple, b: tuple) -> None:
     assert [r["step"] for r in ma] == [r["step"] for r in mb] == list(range(1, STEPS + 1))
     for ra, rb in zip(ma, mb):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-4, abs=1e-5)
+        assert rb["masked_negatives"] == ra["masked_negatives"]  # counted over the global batch
     assert wa.keys() == wb.keys()
     for key in wa:
         torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=2e-5, msg=key)

@@ -220,6 +220,12 @@ class TrainConfig(Section):
     hard_negatives: bool = opt(False, "add the rows' hard negatives to the loss")
     mask_false_negatives: bool = opt(False, "mask in-batch candidates with the positive's content")
     symmetric_loss: bool = opt(False, "add the target-to-query InfoNCE term")
+    multi_positive: str = opt(
+        "sample",
+        "rows with several positives: sample (one per query per step, seeded, as the reference) | all "
+        "(every positive counts, none is a negative for its query)",
+        choices=("sample", "all"),
+    )
     hardness_alpha: float = opt(
         0.0,
         "hardness weighting (LLaVE): add alpha * stop_grad(similarity) to every negative logit; 0: off",

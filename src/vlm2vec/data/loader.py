@@ -58,6 +58,7 @@ def build_train_loader(
     world_size: int = 1,
     start_step: int = 0,
     max_steps: int | None = None,
+    multi_positive: str = "sample",
 ) -> tuple[DataLoader, MixtureBatchSampler]:
     """This rank's loader: each item is the collated batch of its shard of one global batch."""
     dataset = PairDataset(
@@ -65,6 +66,8 @@ def build_train_loader(
         num_negatives=num_negatives,
         skip_bad_rows=cfg.skip_bad_rows,
         num_video_frames=cfg.num_video_frames,
+        multi_positive=multi_positive,
+        seed=seed,
     )
     sampler = MixtureBatchSampler(
         [len(s) for s in sources],
@@ -84,7 +87,7 @@ def build_train_loader(
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=PairCollator(processor, max_length=max_length),
+        collate_fn=PairCollator(processor, max_length=max_length, all_positives=multi_positive == "all"),
         num_workers=cfg.num_workers,
         worker_init_fn=_worker_init if cfg.num_workers else None,
         # own generator: creating the iterator must not consume the global torch RNG (resume equality)

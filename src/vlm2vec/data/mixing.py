@@ -30,7 +30,8 @@ from ..errors import DataError
 
 
 class MixtureBatchSampler:
-    """Yields this rank's list of global row indices for each step from `start_step` to `max_steps`.
+    """Yields this rank's rows of each step from `start_step` to `max_steps`, as (global index, step)
+    pairs: the step seeds what a row draws when it is loaded (one of several positives).
 
     Global index = row + offset of its source (sources concatenated in the given order).
     `run_length`: rows per same-source run (1: i.i.d. rows; the global batch: one source per batch).
@@ -128,10 +129,10 @@ class MixtureBatchSampler:
         i = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return i, int(index - self.offsets[i])
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
         while self.max_steps is None or step < self.max_steps:
-            yield self.local_batch(step)
+            yield [(i, step) for i in self.local_batch(step)]
             step += 1
 
     def __len__(self) -> int:
