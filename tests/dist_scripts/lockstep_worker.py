@@ -52,7 +52,7 @@ CHUNKS = (1, 3)
 #: set by --videos: a video row on each rank (see the module docstring)
 VIDEO_ROWS = {"on": False}
 #: set by --budgets: token-budget chunks (these budgets) and a second positive on rank 0
-BUDGETS = {"on": False, "chunks": (24, 48)}
+BUDGETS = {"on": False, "chunks": (24,)}
 
 
 def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool, int]]:
