@@ -136,7 +136,7 @@ class ContrastiveLoss:
         with torch.autocast(device_type=device.type, enabled=False):
             q = gather_rep(qry_reps.float())
             t = gather_rep(tgt_reps.float())
-            owner = _global_owner(tgt_owner, qry_reps.shape[0], device, gather)
+            owner = _global_owner(tgt_owner, q, qry_reps.shape[0], gather)
             columns = [t]
             if neg_reps is not None:
                 columns.append(gather_rep(neg_reps.reshape(-1, neg_reps.shape[-1]).float()))
@@ -178,16 +178,15 @@ class ContrastiveLoss:
 
 
 def _global_owner(
-    tgt_owner: KeysLike | None, local_queries: int, device: torch.device, gather: bool
+    tgt_owner: KeysLike | None, q: torch.Tensor, local_queries: int, gather: bool
 ) -> torch.Tensor:
-    """The global query index of every gathered target row."""
-    if tgt_owner is None:  # one positive per query: target i belongs to query i on every rank
-        rows = local_queries * (world()[1] if gather else 1)
-        return torch.arange(rows, device=device)
-    owner = as_keys(tgt_owner, device)
+    """The global query index of every gathered target row (`q`: the gathered queries)."""
+    if tgt_owner is None:  # one positive per query: target i belongs to query i
+        return torch.arange(q.shape[0], device=q.device)
+    owner = as_keys(tgt_owner, q.device)
     if not gather:
         return owner
-    counts = gather_no_grad(torch.tensor([local_queries], device=device))
+    counts = gather_no_grad(torch.tensor([local_queries], device=q.device))
     offset = int(counts[: world()[0]].sum())
     return gather_no_grad(owner + offset)
 
