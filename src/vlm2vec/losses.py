@@ -146,7 +146,7 @@ class ContrastiveLoss:
             if self.hardness_alpha:
                 bonus = self.hardness_alpha * self.temperature * logits.detach()
                 logits = logits + bonus.masked_fill(positive, 0.0)
-            tk = masked = None
+            tk = None
             if self.mask_false_negatives:
                 if tgt_keys is None:
                     raise ValueError("mask_false_negatives=True needs tgt_keys")
