@@ -101,3 +101,22 @@ def test_an_empty_list_of_positives_is_a_one_line_error_naming_file_and_row(tmp_
     ) as err:
         read_pairs(cfg)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_accelerate")
+def test_training_with_all_positives_logs_masked_duplicates(tmp_path, tiny_qwen_dir):
+    """The loop hands `tgt_owner` to GradCache and the loss: two steps train, and the duplicate class
+    targets ("a dog" in two rows) are counted as masked in metrics.jsonl."""
+    from training_setup import tiny_train_config
+    from vlm2vec.training import train
+
+    rows = [{"q": f"query {i}", "t": pos} for i, pos in enumerate(POSITIVES * 4)]
+    data = DataConfig(pairs=[_write(tmp_path, rows)])
+    cfg = tiny_train_config(tmp_path / "run", tiny_qwen_dir, data, max_steps=2, multi_positive="all")
+    cfg.train.mask_false_negatives = True
+    cfg.data.sub_batch = "source"
+    train(cfg)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    assert all(line["masked_negatives"] > 0 for line in lines)  # 4 rows of 12 repeat content
