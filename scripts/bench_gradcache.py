@@ -7,8 +7,12 @@ None give plain training (one forward with autograd), a chunk size gives the two
 Timing: plain and GradCache steps alternate in one run (same batch, same process, warm-up excluded);
 the median of `--repeats` steps is reported and the ratio GradCache / plain.
 Memory: for each global batch, the peak bytes of tensors autograd keeps for backward (counted with
-`torch.autograd.graph.saved_tensors_hooks`, parameters excluded; works on CPU), and on CUDA also the
-peak allocated memory of the step above what was allocated before it.
+`torch.autograd.graph.saved_tensors_hooks`, parameters excluded; works on CPU), the peak bytes of the
+chunks' input copies alive at once, and on CUDA also the peak allocated memory of the step above what
+was allocated before it. `--pixels F` gives every row F floats of "vision input" (think a video's
+patches) that the encoder projects into its tokens, so inputs weigh what image and video rows weigh.
+Three paths: plain, GradCache as it runs, and `held`: GradCache with every chunk's input copy kept for
+the whole step (how the step ran before chunks were cut per pass), side by side in one run.
 
 Prints one JSON object. CPU default (~1 min on 2 cores):
     python scripts/bench_gradcache.py
@@ -25,6 +29,7 @@ import json
 import statistics
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -32,23 +37,29 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from vlm2vec.gradcache import GradCache  # noqa: E402
+from vlm2vec.gradcache import GradCache, split_batch  # noqa: E402
 from vlm2vec.losses import ContrastiveLoss  # noqa: E402
 
 
 class BenchEncoder(nn.Module):
     """Token embedding + pre-norm transformer layers + last-token pooling, L2-normalised."""
 
-    def __init__(self, vocab: int, hidden: int, layers: int, heads: int, dropout: float) -> None:
+    def __init__(
+        self, vocab: int, hidden: int, layers: int, heads: int, dropout: float, pixels: int = 0
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, hidden)
+        self.vision = nn.Linear(pixels, hidden) if pixels else None
         layer = nn.TransformerEncoderLayer(
             hidden, heads, 4 * hidden, dropout=dropout, batch_first=True, norm_first=True
         )
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def encode(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.layers(self.embed(inputs["input_ids"]))
+        tokens = self.embed(inputs["input_ids"])
+        if self.vision is not None and "pixel_values" in inputs:  # a row's vision input, added to its tokens
+            tokens = tokens + self.vision(inputs["pixel_values"])[:, None, :]
+        hidden = self.layers(tokens)
         return F.normalize(hidden[:, -1], dim=-1)
 
     def forward(self, qry=None, tgt=None) -> dict[str, torch.Tensor | None]:
@@ -104,10 +115,43 @@ class _Saved:
         self.meter.release(self.ptr)
 
 
-def make_batch(rows: int, seq: int, vocab: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+class ChunkCopyMeter:
+    """A split function that counts the bytes of the chunks' input copies alive at once (each storage
+    counted until the tensor holding it dies); with `hold`, every copy is kept until the step ends."""
+
+    def __init__(self, hold: bool) -> None:
+        self.hold, self.kept = hold, {}
+        self.current = self.peak = 0
+
+    def split(self, inputs: dict, plan: list[list[int]]) -> list[dict]:
+        key = (id(inputs), tuple(tuple(rows) for rows in plan))
+        if key in self.kept:
+            return self.kept[key]
+        parts = split_batch(inputs, plan)
+        for part in parts:
+            for value in part.values():
+                if isinstance(value, torch.Tensor):
+                    size = value.untyped_storage().nbytes()
+                    self.current += size
+                    self.peak = max(self.peak, self.current)
+                    weakref.finalize(value, self._free, size)
+        if self.hold:
+            self.kept[key] = parts
+        return parts
+
+    def _free(self, size: int) -> None:
+        self.current -= size
+
+
+def make_batch(
+    rows: int, seq: int, vocab: int, device: torch.device, seed: int, pixels: int = 0
+) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (rows, seq), generator=g)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    batch = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    if pixels:
+        batch["pixel_values"] = torch.randn(rows, pixels, generator=g).to(device)
+    return batch
 
 
 def sync(device: torch.device) -> None:
@@ -160,13 +204,13 @@ def bench_memory(model, args, device) -> list[dict[str, float | int | None]]:
     loss = ContrastiveLoss()
     rows = []
     for batch in [int(b) for b in args.mem_batches.split(",")]:
-        qry = make_batch(batch, args.seq, args.vocab, device, seed=3)
-        tgt = make_batch(batch, args.seq, args.vocab, device, seed=4)
+        qry = make_batch(batch, args.seq, args.vocab, device, seed=3, pixels=args.pixels)
+        tgt = make_batch(batch, args.seq, args.vocab, device, seed=4, pixels=args.pixels)
         row: dict[str, float | int | None] = {"batch": batch}
-        for name, step in (
-            ("plain", GradCache(loss)),
-            ("gradcache", GradCache(loss, args.mem_chunk, args.mem_chunk)),
-        ):
+        for name in ("plain", "held", "gradcache"):
+            copies = ChunkCopyMeter(hold=name == "held")
+            chunk = None if name == "plain" else args.mem_chunk
+            step = GradCache(loss, chunk, chunk, split_fn=copies.split)
             model.zero_grad(set_to_none=True)
             meter = SavedTensorMeter(params)
             try:
@@ -176,7 +220,9 @@ def bench_memory(model, args, device) -> list[dict[str, float | int | None]]:
                     torch.cuda.reset_peak_memory_stats(device)
                 with meter.hooks(), autocast(args, device):
                     step.step(model, qry, tgt)
+                del step
                 row[f"{name}_saved_mib"] = round(meter.peak / 2**20, 2)
+                row[f"{name}_input_copies_mib"] = round(copies.peak / 2**20, 2)
                 if device.type == "cuda":
                     row[f"{name}_cuda_peak_mib"] = round(
                         (torch.cuda.max_memory_allocated(device) - base) / 2**20, 1
@@ -205,6 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--mem-batches", default="16,32,64,128,256")
     p.add_argument("--mem-chunk", type=int, default=16)
+    p.add_argument("--pixels", type=int, default=0, help="floats of vision input per row (0: text only)")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
     p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1: CPU time is then comparable)"
@@ -215,7 +262,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = BenchEncoder(args.vocab, args.hidden, args.layers, args.heads, args.dropout).to(device).train()
+    model = BenchEncoder(args.vocab, args.hidden, args.layers, args.heads, args.dropout, args.pixels)
+    model = model.to(device).train()
     started = time.perf_counter()
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

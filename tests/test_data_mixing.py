@@ -1,11 +1,14 @@
-"""The batch sampler: weights, per-source batches, per-epoch shuffling, determinism, resume and sharding."""
+"""The batch sampler: weights, same-source runs and their presets, per-epoch shuffling, determinism,
+resume and sharding."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
+from torch.utils.data import DataLoader, Dataset
 
+from vlm2vec.config import ConfigError, DataConfig
 from vlm2vec.data import MixtureBatchSampler
 
 
@@ -42,10 +45,8 @@ def test_weights_set_rows_per_epoch_without_replacement():
     assert set(second.values()) == {2}  # every row of source 1 exactly twice
 
 
-def test_per_source_batches_draw_each_global_batch_from_one_source():
-    s = MixtureBatchSampler(
-        [25, 40, 3], [1.0, 1.0, 1.0], 8, seed=2, per_source_batches=True, names=["a", "b", "c"]
-    )
+def test_whole_batch_runs_draw_each_global_batch_from_one_source():
+    s = MixtureBatchSampler([25, 40, 3], [1.0, 1.0, 1.0], 8, seed=2, run_length=8, names=["a", "b", "c"])
     assert s.steps_per_epoch == 25 // 8 + 40 // 8
     assert s.sources_without_batches() == ["c"]
     seen = set()
@@ -81,3 +82,122 @@ def test_too_little_data_or_bad_layout_is_a_clear_error():
         MixtureBatchSampler([10, 20], [1.0, 1.0], 64)
     with pytest.raises(ValueError, match="not divisible by 3"):
         MixtureBatchSampler([100], [1.0], 10, num_replicas=3)
+
+
+GLOBAL = 256
+SIZES = [512, 512, 512, 512, 384, 640]  # six sources; weights below make their shares unequal
+WEIGHTS = [1.0, 1.0, 0.5, 2.0, 1.0, 1.0]
+
+
+def _preset_sampler(preset: str, **kw) -> MixtureBatchSampler:
+    size = DataConfig(sub_batch=preset).run_length(GLOBAL)
+    return MixtureBatchSampler(SIZES, WEIGHTS, GLOBAL, seed=11, run_length=size, **kw)
+
+
+def _runs(sampler: MixtureBatchSampler, step: int) -> list[list[int]]:
+    """The source of each row of a global batch, cut at every change of source."""
+    runs: list[list[int]] = []
+    for i in sampler.global_batch(step):
+        source = _source_of(sampler, i)
+        if runs and runs[-1][0] == source:
+            runs[-1].append(source)
+        else:
+            runs.append([source])
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("preset", "run", "most_sources"), [("paper", 64, 4), ("release", 128, 2), ("source", 256, 1)]
+)
+def test_source_histogram_of_global_batches_under_each_preset(preset, run, most_sources):
+    s = _preset_sampler(preset)
+    assert s.run_length == run
+    distinct = Counter()
+    for step in range(5 * s.steps_per_epoch):
+        runs = _runs(s, step)
+        # every stretch of one source is a whole number of runs, starting at a run boundary
+        assert all(len(r) % run == 0 for r in runs)
+        distinct[len({r[0] for r in runs})] += 1
+    assert max(distinct) <= most_sources
+    assert max(distinct) == most_sources  # runs' sources are drawn independently: batches do mix
+
+
+def test_iid_preset_mixes_every_source_in_most_batches_and_weights_set_the_shares():
+    s = _preset_sampler("iid")
+    assert s.run_length == 1
+    rows = Counter()
+    steps = 5 * s.steps_per_epoch
+    for step in range(steps):
+        sources = [_source_of(s, i) for i in s.global_batch(step)]
+        rows.update(sources)
+        assert len(_runs(s, step)) > 64  # no long runs: rows are drawn one by one
+    assert len({src for src in rows}) == 6
+    share = [rows[i] / (steps * GLOBAL) for i in range(6)]
+    expected = [w * n / sum(w * n for w, n in zip(WEIGHTS, SIZES)) for w, n in zip(WEIGHTS, SIZES)]
+    assert share == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize("preset", ["paper", "release"])
+def test_run_presets_honour_the_weights_over_many_batches(preset):
+    s = _preset_sampler(preset)
+    rows = Counter()
+    epochs = 8
+    for step in range(epochs * s.steps_per_epoch):
+        rows.update(_source_of(s, i) for i in s.global_batch(step))
+    total = sum(rows.values())
+    expected = [w * n / sum(w * n for w, n in zip(WEIGHTS, SIZES)) for w, n in zip(WEIGHTS, SIZES)]
+    assert [rows[i] / total for i in range(6)] == pytest.approx(expected, abs=0.06)
+
+
+@pytest.mark.parametrize("preset", ["iid", "paper", "release", "source"])
+def test_one_and_two_processes_see_the_same_global_batches(preset):
+    one = list(_preset_sampler(preset, max_steps=30))
+    two = [list(_preset_sampler(preset, max_steps=30, num_replicas=2, rank=r)) for r in range(2)]
+    assert [a + b for a, b in zip(*two)] == one
+
+
+class _Rows(Dataset):
+    def __len__(self) -> int:
+        return sum(SIZES)
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_dataloader_workers_do_not_change_the_batches(workers):
+    def batches(num_workers: int) -> list[list[int]]:
+        sampler = _preset_sampler("paper", max_steps=9, num_replicas=2, rank=1)
+        loader = DataLoader(_Rows(), batch_sampler=sampler, num_workers=num_workers, collate_fn=list)
+        return list(loader)
+
+    assert batches(workers) == batches(0)
+
+
+@pytest.mark.parametrize("preset", ["paper", "release"])
+def test_resume_in_the_middle_of_a_run_continues_the_exact_order(preset):
+    full = list(_preset_sampler(preset, max_steps=40, num_replicas=2, rank=0))
+    middle = 17  # inside the second epoch (12 steps per epoch)
+    resumed = list(_preset_sampler(preset, start_step=middle, max_steps=40, num_replicas=2, rank=0))
+    assert resumed == full[middle:]
+
+
+@pytest.mark.parametrize(
+    ("setting", "batch", "message"),
+    [
+        (512, 256, "data.sub_batch: a run of 512 rows is larger than the global batch of 256"),
+        (96, 256, "data.sub_batch: a run of 96 rows does not divide the global batch of 256"),
+        ("paper", 32, "data.sub_batch: a run of paper \\(64 rows\\) is larger than the global batch of 32"),
+        ("release", 33, "data.sub_batch: a run of release \\(16 rows\\) does not divide"),
+    ],
+)
+def test_run_length_that_does_not_fit_the_global_batch_is_a_one_line_config_error(setting, batch, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        DataConfig(sub_batch=setting).run_length(batch)
+    assert "\n" not in str(err.value) and err.value.key == "data.sub_batch"
+
+
+@pytest.mark.parametrize("setting", ["papers", 0])
+def test_unknown_preset_or_zero_run_is_a_config_error(setting):
+    with pytest.raises(ConfigError, match="data.sub_batch"):
+        DataConfig(sub_batch=setting).validate()

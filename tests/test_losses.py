@@ -187,3 +187,83 @@ def test_build_loss_follows_the_config():
         and wrapped.dims == [8, 4]
         and wrapped.key == "train.matryoshka_dims"
     )
+
+
+def reference_multi(
+    q, t, owner, negs=(), temp=TEMP, tgt_keys=None, neg_keys=None, alpha=0.0, symmetric=False
+):
+    """Multi-positive InfoNCE by hand: for query i and each of its positives p, -log of p's exp-term
+    over p's and the negatives' exp-terms (i's other positives and same-content candidates left out,
+    each negative's logit raised by alpha * similarity); averaged per query, then over queries."""
+    cands = list(t) + list(negs)
+    keys = None if tgt_keys is None else list(tgt_keys) + list(neg_keys or [None] * len(negs))
+
+    def sim(a, b):
+        return (a * b).sum()
+
+    total = 0.0
+    queries = sorted(set(owner))
+    for i in queries:
+        mine = [j for j, o in enumerate(owner) if o == i]
+        my_keys = {tgt_keys[j] for j in mine} if tgt_keys is not None else set()
+        per_positive = []
+        for p in mine:
+            terms = [sim(q[i], cands[p]) / temp]
+            for j, cand in enumerate(cands):
+                if j in mine or (keys is not None and keys[j] in my_keys):
+                    continue
+                s = sim(q[i], cand)
+                terms.append(s / temp + alpha * s.detach())
+            per_positive.append(torch.logsumexp(torch.stack(terms), 0) - terms[0])
+        total = total + sum(per_positive) / len(per_positive)
+    loss = total / len(queries)
+    if symmetric:
+        back = 0.0
+        for i in queries:
+            mine = [j for j, o in enumerate(owner) if o == i]
+            for p in mine:
+                terms = [sim(t[p], q[i]) / temp]
+                for k in queries:
+                    if k == i:
+                        continue
+                    theirs = {tgt_keys[j] for j, o in enumerate(owner) if o == k} if tgt_keys else set()
+                    if tgt_keys is not None and tgt_keys[p] in theirs:
+                        continue
+                    terms.append(sim(t[p], q[k]) / temp)
+                back = back + (torch.logsumexp(torch.stack(terms), 0) - terms[0]) / len(mine)
+        loss = (loss + back / len(queries)) / 2
+    return loss
+
+
+OWNER = [0, 1, 1, 1, 2, 3, 3]  # query 1 has three positives, query 3 two
+
+
+def test_multi_positive_loss_equals_hand_computation():
+    q, t = reps(4, seed=30), reps(7, seed=31)
+    ours = ContrastiveLoss(TEMP)(q, t, tgt_owner=OWNER)
+    check_value_and_grads(ours, reference_multi(q, t, OWNER), [q, t])
+    # the other positives are not negatives: counting them as negatives would give another value
+    first_only = ContrastiveLoss(TEMP)(q, t[[0, 1, 4, 5]])
+    assert not torch.allclose(ours, first_only)
+
+
+def test_multi_positive_with_hard_negatives_masking_hardness_and_symmetric_term_equals_hand_computation():
+    q, t, n = reps(4, seed=32), reps(7, seed=33), reps(4, seed=34)
+    tk = ["a", "b", "c", "a", "d", "e", "b"]  # query 1's third positive repeats query 0's; 3's second, 1's
+    nk = ["x", "c", "y", "d"]  # negative 1 has query 1's content, negative 3 query 2's
+    loss = ContrastiveLoss(TEMP, mask_false_negatives=True, hardness_alpha=3.0, symmetric=True)
+    ours = loss(q, t, n, tgt_keys=tk, neg_keys=nk, tgt_owner=OWNER)
+    ref = reference_multi(q, t, OWNER, negs=n, tgt_keys=tk, neg_keys=nk, alpha=3.0, symmetric=True)
+    check_value_and_grads(ours, ref, [q, t, n])
+
+
+def test_masked_counts_the_false_negatives_of_identical_class_targets():
+    """Classification rows: every "Yes" target is a false negative for the other "Yes" queries."""
+    q, t = reps(6, seed=35), reps(6, seed=36)
+    labels = ["Yes", "No", "Yes", "Yes", "No", "Maybe"]
+    loss = ContrastiveLoss(TEMP, mask_false_negatives=True)
+    keys = content_keys((label, None) for label in labels)
+    value = loss(q, t, tgt_keys=keys)
+    assert loss.masked == 3 * 2 + 2 * 1  # each of 3 "Yes" queries drops 2 others, each "No" drops 1
+    check_value_and_grads(value, reference_loss(q, t, tgt_keys=list(keys.tolist())), [q, t])
+    assert MatryoshkaLoss(loss, [6, 3]).masked == loss.masked

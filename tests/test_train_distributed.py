@@ -75,7 +75,7 @@ def setup(tmp_path_factory, tiny_qwen_dir):
         )
         cfg = Config(
             model=tiny_model_config("qwen2_vl", tiny_qwen_dir),
-            data=DataConfig(mmeb_train_dir=str(data_dir), per_source_batches=per_source),
+            data=DataConfig(mmeb_train_dir=str(data_dir), sub_batch="source" if per_source else "iid"),
             train=train,
         )
         run.logs[name] = _launch(nproc, save_config(cfg, root / f"{name}.yaml"))
@@ -93,6 +93,7 @@ def _assert_same_run(a: tuple, b: tuple) -> None:
     assert [r["step"] for r in ma] == [r["step"] for r in mb] == list(range(1, STEPS + 1))
     for ra, rb in zip(ma, mb):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-4, abs=1e-5)
+        assert rb["masked_negatives"] == ra["masked_negatives"]  # counted over the global batch
     assert wa.keys() == wb.keys()
     for key in wa:
         torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=2e-5, msg=key)

@@ -13,6 +13,9 @@ batches mix image and text-only rows, so one rank's chunk may have images while 
   under ZeRO-3 with chunk 1 (full and LoRA); rank 0 holds an image row, a text
   row and a two-image row of queries while rank 1's queries are text only, the targets the other way
   round. The update equals one process on the global batch; a hang fails through the launch timeout.
+- two processes with video rows (slow): ZeRO-3, Qwen-VL, one rank's chunk with a video where the
+  other's has images or text; and chunks cut by a token budget that counts video tokens, so the ranks
+  plan different numbers of chunks, with a second positive on one rank (different target counts).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from vlm2vec.testing import tiny_model_config
 SCRIPTS = Path(__file__).parent / "dist_scripts"
 VISION_NAMES = (".visual.", "vision_embed", ".vision_tower.")  # Qwen-VL, Phi-3.5-V, LLaVA-NeXT
 sys.path.insert(0, str(SCRIPTS))
-from lockstep_worker import BACKBONES, image, scenarios  # noqa: E402
+from lockstep_worker import BACKBONES, BUDGETS, image, scenarios  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +176,40 @@ def test_fsdp2_checkpoint_round_trip_and_export_hold_the_trained_weights(results
     if lora:
         adapter, merged = state["merged_reps"]
         torch.testing.assert_close(merged, adapter, rtol=1e-5, atol=1e-5)
+
+
+BUDGET_SCENARIOS = [("zero3", "qwen2_vl", lora, b) for lora in (False, True) for b in BUDGETS["chunks"]]
+
+
+@pytest.fixture(scope="module")
+def budget_results(tmp_path_factory, folders):
+    out = tmp_path_factory.mktemp("lockstep_budgets") / "result"
+    folder_arg = json.dumps({k: str(v) for k, v in folders.items()})
+    args = ["--videos", "--budgets", "--engines", "zero3", "--backbones", "qwen2_vl"]
+    launch(
+        SCRIPTS / "lockstep_worker.py",
+        "--out",
+        str(out),
+        "--folders",
+        folder_arg,
+        *args,
+        nproc=2,
+        timeout=600,
+    )
+    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
+    return {**ranks[0]["refs"], **ranks[1]["refs"]}, [rank["runs"] for rank in ranks]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", BUDGET_SCENARIOS, ids=_ids)
+def test_zero3_token_budget_chunks_with_videos_and_several_positives_equal_one_process(
+    budget_results, scenario
+):
+    """Token-budget chunks count video tokens, so the ranks plan different numbers of chunks (the
+    counts are agreed, the smaller plan split); rank 0 has four target rows, rank 1 three. The ranks
+    stay in step and the update is the one-process update with every positive counted."""
+    refs, runs = budget_results
+    _, backbone, lora, budget = scenario
+    own = [run[scenario]["own_counts"] for run in runs]
+    assert own[0] != own[1]  # the ranks' own plans really differ in chunk count
+    _check_update(refs[(backbone, lora, budget)], runs[0][scenario], lora)

@@ -122,10 +122,12 @@ def _fsdp2_sync_off(model: FSDPModule) -> Iterator[None]:
 
 
 class _Chunk:
-    """One chunk of one side and what the two passes keep about it."""
+    """One chunk of one side and what the two passes keep about it: its rows, not its inputs (a
+    chunk's sub-batch is cut when a pass needs it and dropped after, so a step never holds a second
+    copy of the batch's inputs)."""
 
-    def __init__(self, side: str, inputs: Batch) -> None:
-        self.side, self.inputs = side, inputs
+    def __init__(self, side: str, index: int) -> None:
+        self.side, self.index = side, index
         self.rng: RngState | None = None
         self.modules: set[int] = set()
         self.reps: torch.Tensor | None = None
@@ -282,20 +284,25 @@ class GradCache:
             return loss.detach()
 
         inputs_of = {"qry": qry, "tgt": tgt, "neg": neg}
-        chunks = [
-            _Chunk(side, part) for side, plan in plans.items() for part in self._split(inputs_of[side], plan)
-        ]
-        self.last_padding = padding_counts([c.inputs for c in chunks])
+        chunks = [_Chunk(side, n) for side, plan in plans.items() for n in range(len(plan))]
         sides = list(plans)
+
+        def inputs(chunk: _Chunk) -> Batch:
+            return self._chunk_inputs(inputs_of[chunk.side], plans[chunk.side], chunk.index)
 
         # 1. no-grad forward of every chunk, remembering the RNG state it started from and the modules
         #    with trainable parameters it ran
         owners = _trainable_modules(model)
+        counts = []
         with torch.no_grad():
             for chunk in chunks:
-                chunk.rng = RngState(chunk.inputs)
+                part = inputs(chunk)
+                chunk.rng = RngState(part)
+                counts.append(padding_counts([part]))
                 with _record_modules(owners) as chunk.modules:
-                    chunk.reps = _encode(model, chunk.side, chunk.inputs)
+                    chunk.reps = _encode(model, chunk.side, part)
+                del part
+        self.last_padding = (sum(c[0] for c in counts), sum(c[1] for c in counts))
         # reps in chunk order (the leaves), and in the batch's row order for the loss
         leaves = {s: torch.cat([c.reps for c in chunks if c.side == s]).requires_grad_(True) for s in sides}
         reps = {}
@@ -319,11 +326,13 @@ class GradCache:
             last = n == len(order) - 1
             with backward.sync_context(last):
                 with chunk.rng.replay():
-                    chunk_reps = _encode(model, chunk.side, chunk.inputs)
+                    chunk_reps = _encode(model, chunk.side, inputs(chunk))
                 backward(torch.sum(chunk_reps.float() * chunk.grad), last=last)
+            chunk.grad = chunk_reps = None
         return loss.detach()
 
-    def _split(self, inputs: Batch, plan: Plan) -> list[Batch]:
+    def _chunk_inputs(self, inputs: Batch, plan: Plan, index: int) -> Batch:
+        """The sub-batch of chunk `index` of a side's plan (the batch itself when it is one chunk)."""
         if len(plan) == 1 and plan[0] == list(range(num_rows(inputs))):
-            return [inputs]
-        return self.split_fn(inputs, plan)
+            return inputs
+        return self.split_fn(inputs, [plan[index]])[0]

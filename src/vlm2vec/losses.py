@@ -57,14 +57,6 @@ def as_keys(keys: KeysLike, device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.long, device=device)
 
 
-def _same_key_mask(row_keys: torch.Tensor, col_keys: torch.Tensor) -> torch.Tensor:
-    """[R, C] True where column j has row i's key, except the true pair (i, i)."""
-    mask = row_keys[:, None] == col_keys[None, :]
-    diag = torch.arange(row_keys.shape[0], device=mask.device)
-    mask[diag, diag] = False
-    return mask
-
-
 class ContrastiveLoss:
     """InfoNCE query -> target over the global batch.
 
@@ -76,17 +68,22 @@ class ContrastiveLoss:
             for N up to a few thousand. With `False` each rank contrasts only against its local batch
             (fewer negatives, and no world_size gradient scaling).
         mask_false_negatives: for query i, drop (set to -inf) every in-batch target or hard negative whose
-            content key equals the key of i's own positive, except the positive itself. Needs
-            `tgt_keys` (and `neg_keys` to mask hard negatives; `qry_keys` to also mask duplicate queries in
-            the symmetric term). Cost:
-            an N x (N + M) boolean mask and the int64 key gather.
+            content key equals the key of one of i's own positives, except the positives themselves.
+            Needs `tgt_keys` (and `neg_keys` to mask hard negatives; `qry_keys` to also mask duplicate
+            queries in the symmetric term). Cost: an N x (N + M) boolean mask and the int64 key gather.
+            `masked` then holds how many (query, candidate) pairs the last call dropped (global batch).
         symmetric: add the target -> query InfoNCE term (targets pick their query among all queries)
-            and average the two. With masking, target j's softmax drops every other query whose
-            positive has j's content key (as in the forward term) and, given `qry_keys`, every
-            duplicate of query j. Cost: a second N x N logit matrix.
+            and average the two. With masking, target j's softmax drops every other query with a
+            positive of j's content key (as in the forward term) and, given `qry_keys`, every
+            duplicate of j's query. Cost: a second N x N logit matrix.
         hardness_alpha: hardness weighting (LLaVE): add `alpha * stop_grad(similarity)` to the logit of
-            every negative (in-batch and hard; not the positive), i.e. weight each negative's exp-term
+            every negative (in-batch and hard; not a positive), i.e. weight each negative's exp-term
             by `exp(alpha * s)`, so harder negatives pull more. 0 = off (LLaVE's script uses 9).
+
+    Several positives per query (`tgt_owner`, `train.multi_positive: all`): target row j belongs to
+    query `tgt_owner[j]`. Every (query, positive) pair is one InfoNCE term whose softmax runs over that
+    positive and the query's negatives (its other positives are left out: none is a negative for it);
+    a query's terms are averaged, then the queries. With one positive per query this is plain InfoNCE.
     """
 
     def __init__(
@@ -104,6 +101,8 @@ class ContrastiveLoss:
         self.gather = gather
         self.mask_false_negatives = mask_false_negatives
         self.symmetric = symmetric
+        #: (query, candidate) pairs dropped as false negatives by the last call, whole global batch
+        self.masked = 0
 
     def __call__(
         self,
@@ -113,76 +112,115 @@ class ContrastiveLoss:
         qry_keys: KeysLike | None = None,
         tgt_keys: KeysLike | None = None,
         neg_keys: KeysLike | None = None,
+        tgt_owner: KeysLike | None = None,
     ) -> torch.Tensor:
         """Mean loss over the global batch (same value on every rank).
 
         Args:
-            qry_reps, tgt_reps: [B, H] local reps; row i of each side is a positive pair.
+            qry_reps, tgt_reps: [B, H] local reps; row i of each side is a positive pair. With
+                `tgt_owner`, `tgt_reps` is [T, H]: target j is a positive of local query `tgt_owner[j]`.
             neg_reps: hard negatives, [B, k, H] or [B * k, H] (query i's negatives first). Every gathered
                 hard negative is an extra target for *every* query, not only for its own query: N * k
                 more logit columns per query, more negatives for free (their reps exist anyway).
             qry_keys, tgt_keys, neg_keys: content keys per row (LongTensor, ints, or hashables) for
                 false-negative masking; see `content_keys`.
+            tgt_owner: local query index of each target row (several positives per query); None: row i.
         """
-        if qry_reps.shape[0] != tgt_reps.shape[0]:
-            raise ValueError(f"{qry_reps.shape[0]} queries but {tgt_reps.shape[0]} targets")
         device = qry_reps.device
         gather = self.gather and world()[1] > 1
         gather_rep = gather_with_grad if gather else _identity
         gather_key = gather_no_grad if gather else _identity
+        if tgt_owner is None and qry_reps.shape[0] != tgt_reps.shape[0]:
+            raise ValueError(f"{qry_reps.shape[0]} queries but {tgt_reps.shape[0]} targets")
 
         with torch.autocast(device_type=device.type, enabled=False):
             q = gather_rep(qry_reps.float())
             t = gather_rep(tgt_reps.float())
+            owner = _global_owner(tgt_owner, q, qry_reps.shape[0], gather)
             columns = [t]
             if neg_reps is not None:
                 columns.append(gather_rep(neg_reps.reshape(-1, neg_reps.shape[-1]).float()))
             logits = q @ torch.cat(columns).T / self.temperature
-            labels = torch.arange(q.shape[0], device=device)
+            positive = torch.zeros_like(logits, dtype=torch.bool)
+            positive[owner, torch.arange(t.shape[0], device=device)] = True
             if self.hardness_alpha:
-                logits = _hardness_weighted(logits, labels, self.hardness_alpha * self.temperature)
-
+                bonus = self.hardness_alpha * self.temperature * logits.detach()
+                logits = logits + bonus.masked_fill(positive, 0.0)
+            tk = None
             if self.mask_false_negatives:
                 if tgt_keys is None:
                     raise ValueError("mask_false_negatives=True needs tgt_keys")
                 tk = gather_key(as_keys(tgt_keys, device))
-                masks = [_same_key_mask(tk, tk)]
-                if neg_reps is not None:
-                    n_neg = logits.shape[1] - tk.shape[0]
-                    if neg_keys is None:  # un-keyed hard negatives are never masked
-                        masks.append(torch.zeros(tk.shape[0], n_neg, dtype=torch.bool, device=device))
-                    else:
-                        nk = gather_key(as_keys(neg_keys, device))
-                        masks.append(tk[:, None] == nk[None, :])
-                logits = logits.masked_fill(torch.cat(masks, dim=1), float("-inf"))
-            loss = F.cross_entropy(logits, labels)
+                cols = [tk]
+                if neg_reps is not None:  # un-keyed hard negatives are never masked
+                    nk = gather_key(as_keys(neg_keys, device)) if neg_keys is not None else None
+                    cols.append(nk if nk is not None else _never(logits.shape[1] - tk.shape[0], device))
+                masked = _per_query(tk[:, None] == torch.cat(cols)[None, :], owner, q.shape[0]) & ~positive
+                logits = logits.masked_fill(masked, float("-inf"))
+                self.masked = int(masked.sum())
+            loss = _multi_positive_nll(logits, positive, owner)
 
             if self.symmetric:
                 logits_t = t @ q.T / self.temperature
-                if self.mask_false_negatives:
-                    # target j: query i is a false negative when its positive is j's content (the
-                    # forward mask, transposed), or when it duplicates query j (with qry_keys)
-                    mask_t = _same_key_mask(tk, tk)
+                if tk is not None:
+                    # target j: query i is a false negative when one of its positives has j's content
+                    # (the forward mask, transposed), or when it duplicates j's query (with qry_keys)
+                    mask_t = _per_query(tk[:, None] == tk[None, :], owner, q.shape[0]).T
                     if qry_keys is not None:
                         qk = gather_key(as_keys(qry_keys, device))
-                        mask_t |= _same_key_mask(qk, qk)
+                        mask_t |= qk[owner][:, None] == qk[None, :]
+                    mask_t[torch.arange(t.shape[0], device=device), owner] = False
                     logits_t = logits_t.masked_fill(mask_t, float("-inf"))
-                loss = (loss + F.cross_entropy(logits_t, labels)) / 2
+                loss = (loss + _weighted_mean(F.cross_entropy(logits_t, owner, reduction="none"), owner)) / 2
 
         # Only the local shard carries gradient; DDP / DeepSpeed average over ranks: undo the average.
         return scale_grad(loss, world()[1]) if gather else loss
 
 
+def _global_owner(
+    tgt_owner: KeysLike | None, q: torch.Tensor, local_queries: int, gather: bool
+) -> torch.Tensor:
+    """The global query index of every gathered target row (`q`: the gathered queries)."""
+    if tgt_owner is None:  # one positive per query: target i belongs to query i
+        return torch.arange(q.shape[0], device=q.device)
+    owner = as_keys(tgt_owner, q.device)
+    if not gather:
+        return owner
+    counts = gather_no_grad(torch.tensor([local_queries], device=q.device))
+    offset = int(counts[: world()[0]].sum())
+    return gather_no_grad(owner + offset)
+
+
+def _never(columns: int, device: torch.device) -> torch.Tensor:
+    """Keys that match no target: un-keyed hard negatives are never masked."""
+    return torch.full((columns,), -1, dtype=torch.long, device=device)
+
+
+def _per_query(rows: torch.Tensor, owner: torch.Tensor, queries: int) -> torch.Tensor:
+    """[T, C] per target row -> [N, C]: true where any positive of query i is true."""
+    out = torch.zeros(queries, rows.shape[1], device=rows.device)
+    return out.index_add_(0, owner, rows.float()) > 0
+
+
+def _weighted_mean(losses: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """Mean over queries of the mean over each query's positives (plain mean with one each)."""
+    per_query = torch.bincount(owner).float()
+    return (losses / per_query[owner]).sum() / (per_query > 0).sum()
+
+
+def _multi_positive_nll(logits: torch.Tensor, positive: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """One InfoNCE term per (query, positive): the query's row of logits without its other positives."""
+    rows = logits[owner]  # [T, C]: positive j's query
+    columns = torch.arange(owner.shape[0], device=logits.device)
+    others = positive[owner]
+    others[columns, columns] = False
+    return _weighted_mean(
+        F.cross_entropy(rows.masked_fill(others, float("-inf")), columns, reduction="none"), owner
+    )
+
+
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def _hardness_weighted(logits: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
-    """`logits + scale * stop_grad(logits)` off the positive column; with `scale = alpha * temperature`
-    this adds `alpha * stop_grad(similarity)` to each negative's logit (LLaVE's hardness weighting)."""
-    bonus = scale * logits.detach()
-    bonus[torch.arange(logits.shape[0], device=logits.device), labels] = 0
-    return logits + bonus
 
 
 class MatryoshkaLoss:
@@ -201,6 +239,11 @@ class MatryoshkaLoss:
         self.loss = loss
         self.dims = list(dims)
         self.key = key  # the config key the dims came from, named in errors
+
+    @property
+    def masked(self) -> int:
+        """False negatives dropped by the last call (the same at every size)."""
+        return self.loss.masked
 
     def __call__(
         self,

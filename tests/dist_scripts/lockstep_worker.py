@@ -8,7 +8,11 @@ GradCache step with SGD and records the parameter update on rank 0. The ranks' l
 queries hold an image row, a text row and a two-image row while rank 1's are text only, and the targets
 the other way round, so with chunk 1 and chunk 3 some chunk has images on one rank and none on the other.
 With `--videos` (Qwen-VL backbones) a video row joins: rank 1's first query and rank 0's second target,
-so one rank's chunk holds a video while the other's holds images or text only.
+so one rank's chunk holds a video while the other's holds images or text only. With `--budgets` as
+well, chunks are cut by a token budget (the "chunk" of a scenario is then tokens), so the ranks plan
+different numbers of chunks (a video row is long) and GradCache agrees on the larger, and rank 0's
+first query has a second positive (a video): the ranks hold different numbers of target rows
+(`tgt_owner`, the loss counting every positive).
 
 Each rank also computes some of the one-process references (round robin): the same model, rank r's
 chunks (as GradCache plans them) forwarded with plain autograd from seed 100 + r (so LoRA dropout draws the same masks), the loss
@@ -31,6 +35,7 @@ from PIL import Image
 from torch.distributed.fsdp import FSDPModule
 
 from gradcache_reference import gradcache_plan, reps_in_row_order
+from vlm2vec.chunking import equalize, plan_chunks, row_lengths
 from vlm2vec.gradcache import GradCache
 from vlm2vec.losses import ContrastiveLoss
 from vlm2vec.model import EmbeddingModel
@@ -50,6 +55,8 @@ CHUNKS = (1, 3)
 VIDEO_ROWS = {"on": False}
 #: the prefix of the folders the FSDP2 scenarios save into (from --out)
 OUT = {"dir": ""}
+#: set by --budgets: token-budget chunks (these budgets) and a second positive on rank 0
+BUDGETS = {"on": False, "chunks": (24,)}
 
 
 def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool, int]]:
@@ -58,7 +65,9 @@ def scenarios(engines=ENGINES, backbones=BACKBONES) -> list[tuple[str, str, bool
     chunk 1 only; backbones outside `FULL_MATRIX` under ZeRO-3 with chunk 1 only."""
     return [
         (engine, backbone, lora, chunk)
-        for engine, backbone, lora, chunk in itertools.product(engines, backbones, (False, True), CHUNKS)
+        for engine, backbone, lora, chunk in itertools.product(
+            engines, backbones, (False, True), BUDGETS["chunks"] if BUDGETS["on"] else CHUNKS
+        )
         if (engine == "zero3" or chunk == 1)
         and (backbone in FULL_MATRIX or (engine == "zero3" and chunk == 1))
     ]
@@ -107,18 +116,44 @@ def batches(model: EmbeddingModel, rank: int) -> tuple[dict, dict]:
         qt = [f"<|video_1|> {qt[0]}", *qt[1:]]
         return model.processor(qt, qi, videos=[[frames], [], []]), model.processor(tt, ti)
     tt = [tt[0], f"<|video_1|> {tt[1]}", tt[2]]
-    return model.processor(qt, qi), model.processor(tt, ti, videos=[[], [frames], []])
+    videos = [[], [frames], []]
+    if BUDGETS["on"]:  # a second positive of query 0: a video
+        tt, videos = [*tt, "<|video_1|> also a red circle"], [*videos, [frames[:2]]]
+    return model.processor(qt, qi), model.processor(tt, ti and [*ti, None], videos=videos)
+
+
+def owners(rank: int) -> torch.Tensor | None:
+    """The local query of each target row (None: one positive per query)."""
+    if not BUDGETS["on"]:
+        return None
+    return torch.tensor([0, 1, 2, 0] if rank == 0 else [0, 1, 2])
+
+
+def plans(sides: list[dict], chunk: int) -> list[list[list[int]]]:
+    """Each rank's plan of one side as GradCache makes it: by rows, or by a token budget with the
+    chunk counts agreed across ranks (the larger) and the smaller plans split up to it."""
+    if not BUDGETS["on"]:
+        return [gradcache_plan(x, chunk) for x in sides]
+    own = [plan_chunks(row_lengths(x), None, chunk) for x in sides]
+    count = max(len(p) for p in own)
+    if count == 1:
+        return [[list(range(len(row_lengths(x))))] for x in sides]
+    return [equalize(p, count, row_lengths(x)) for p, x in zip(own, sides)]
 
 
 def reference(backbone: str, folder: str, lora: bool, chunk: int) -> dict:
     model = build(backbone, folder, lora)
     q, t = [], []
-    for rank in range(WORLD):
-        qry, tgt = batches(model, rank)
+    local = [batches(model, rank) for rank in range(WORLD)]
+    qry_plans, tgt_plans = plans([b[0] for b in local], chunk), plans([b[1] for b in local], chunk)
+    for rank, (qry, tgt) in enumerate(local):
         torch.manual_seed(100 + rank)
-        q.append(reps_in_row_order(model, qry, gradcache_plan(qry, chunk), "qry"))
-        t.append(reps_in_row_order(model, tgt, gradcache_plan(tgt, chunk), "tgt"))
-    loss = ContrastiveLoss(TEMPERATURE, gather=False)(torch.cat(q), torch.cat(t))
+        q.append(reps_in_row_order(model, qry, qry_plans[rank], "qry"))
+        t.append(reps_in_row_order(model, tgt, tgt_plans[rank], "tgt"))
+    owner = None
+    if BUDGETS["on"]:
+        owner = torch.cat([owners(r) + ROWS * r for r in range(WORLD)])
+    loss = ContrastiveLoss(TEMPERATURE, gather=False)(torch.cat(q), torch.cat(t), tgt_owner=owner)
     loss.backward()
     delta = {n: -LR * p.grad for n, p in model.named_parameters() if p.requires_grad}
     return {"loss": loss.item(), "delta": delta, "groups": decay_names(model)}
@@ -209,8 +244,17 @@ def distributed(engine: str, backbone: str, folder: str, lora: bool, chunk: int,
         record["optimizer_groups"] = len(optimizer.param_groups)
     qry, tgt = batches(model, rank)
     torch.manual_seed(100 + rank)
-    step = GradCache(ContrastiveLoss(TEMPERATURE), chunk, chunk, split_fn=model.split_batch)
-    loss = step.step(wrapped, qry, tgt)
+    if BUDGETS["on"]:
+        record["own_counts"] = [len(plan_chunks(row_lengths(x), None, chunk)) for x in (qry, tgt)]
+        step = GradCache(
+            ContrastiveLoss(TEMPERATURE),
+            split_fn=model.split_batch,
+            qry_chunk_tokens=chunk,
+            tgt_chunk_tokens=chunk,
+        )
+    else:
+        step = GradCache(ContrastiveLoss(TEMPERATURE), chunk, chunk, split_fn=model.split_batch)
+    loss = step.step(wrapped, qry, tgt, tgt_owner=owners(rank))
     if engine in ("ddp", "fsdp2"):
         optimizer.step()
     else:
@@ -233,9 +277,11 @@ def main() -> None:
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--backbones", default=",".join(BACKBONES))
     p.add_argument("--videos", action="store_true", help="add the video rows (Qwen-VL backbones)")
+    p.add_argument("--budgets", action="store_true", help="token-budget chunks, a second positive on rank 0")
     args = p.parse_args()
     VIDEO_ROWS["on"] = args.videos
     OUT["dir"] = f"{args.out}.fsdp2"
+    BUDGETS["on"] = args.budgets
     torch.set_num_threads(1)
     folders = json.loads(args.folders)
     import deepspeed
@@ -252,7 +298,7 @@ def main() -> None:
     for engine, backbone, lora, chunk in scenarios(args.engines.split(","), args.backbones.split(",")):
         print(f"rank {rank}: {engine} {backbone} lora={lora} chunk={chunk}", flush=True)
         run = distributed(engine, backbone, folders[backbone], lora, chunk, rank)
-        if rank == 0:
+        if rank == 0 or BUDGETS["on"]:  # with budgets each rank's own chunk counts are compared
             result["runs"][(engine, backbone, lora, chunk)] = run
     torch.save(result, f"{args.out}.rank{rank}")
     dist.barrier()

@@ -5,6 +5,7 @@ section's `validate()` holds its cross-field rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .fields import (
@@ -24,6 +25,13 @@ from .fields import (
 #: backbones whose processor reads each backbone-specific model setting (`applies_when`)
 _QWEN = {"backbone": ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")}
 _LORA = {"lora": (True,)}
+#: the named run lengths of `data.sub_batch`, as functions of the global batch G
+SUB_BATCH_PRESETS: dict[str, Callable[[int], int]] = {
+    "iid": lambda g: 1,  # every row's source drawn on its own
+    "paper": lambda g: 64,  # VLM2Vec-V2 paper, section 4.3: sub-batches of 64 (16 runs per 1,024)
+    "release": lambda g: g // 2,  # the V2.0 launch line: 2 sources x 512 per 1,024
+    "source": lambda g: g,  # every global batch from one source
+}
 
 
 @dataclass
@@ -144,7 +152,11 @@ class DataConfig(Section):
     pairs: list[PairSourceConfig] = opt(
         help="custom pair files, each a PairSourceConfig mapping", factory=list
     )
-    per_source_batches: bool = opt(False, "draw every batch from a single source")
+    sub_batch: int | str = opt(
+        "iid",
+        "same-source runs per global batch: iid (1 row) | paper (64) | release (half the batch) | "
+        "source (the whole batch) | a row count dividing the global batch",
+    )
     num_workers: int = opt(0, "DataLoader worker processes that read images and collate", check=AT_LEAST_0)
     skip_bad_rows: bool = opt(False, "skip and count unusable rows instead of stopping")
     num_hard_negatives: int = opt(0, "hard negatives per query read from the neg_* columns", check=AT_LEAST_0)
@@ -156,10 +168,33 @@ class DataConfig(Section):
     )
 
     def validate(self) -> None:
+        if isinstance(self.sub_batch, str) and self.sub_batch not in SUB_BATCH_PRESETS:
+            presets = ", ".join(SUB_BATCH_PRESETS)
+            raise ConfigError(
+                f"data.sub_batch must be one of {presets} or a row count, got {self.sub_batch!r}",
+                key="data.sub_batch",
+            )
+        if isinstance(self.sub_batch, int):
+            check_number("data.sub_batch", self.sub_batch, AT_LEAST_1)
         for name, weight in self.subset_weights.items():
             check_number(f"data.subset_weights.{name}", weight, AT_LEAST_0)
         for i, pair in enumerate(self.pairs):
             check_fields(pair, f"data.pairs[{i}]")
+
+    def run_length(self, global_batch_size: int) -> int:
+        """Rows per same-source run in a global batch of `global_batch_size` (`data.sub_batch`); a
+        `ConfigError` when the run is longer than the batch or does not divide it."""
+        setting = self.sub_batch
+        size = SUB_BATCH_PRESETS[setting](global_batch_size) if isinstance(setting, str) else setting
+        named = f"{setting} ({size} rows)" if isinstance(setting, str) else f"{size} rows"
+        if size < 1 or size > global_batch_size or global_batch_size % size:
+            problem = "is larger than" if size > global_batch_size else "does not divide"
+            raise ConfigError(
+                f"data.sub_batch: a run of {named} {problem} the global batch of {global_batch_size} "
+                "(train.per_device_batch_size x processes)",
+                key="data.sub_batch",
+            )
+        return size
 
 
 @dataclass
@@ -205,6 +240,12 @@ class TrainConfig(Section):
     hard_negatives: bool = opt(False, "add the rows' hard negatives to the loss")
     mask_false_negatives: bool = opt(False, "mask in-batch candidates with the positive's content")
     symmetric_loss: bool = opt(False, "add the target-to-query InfoNCE term")
+    multi_positive: str = opt(
+        "sample",
+        "rows with several positives: sample (one per query per step, seeded, as the reference) | all "
+        "(every positive counts, none is a negative for its query)",
+        choices=("sample", "all"),
+    )
     hardness_alpha: float = opt(
         0.0,
         "hardness weighting (LLaVE): add alpha * stop_grad(similarity) to every negative logit; 0: off",

@@ -2,7 +2,7 @@
 
 Pipeline (one module per step):
 - `mmeb_train.read_mmeb_train`, `pairs.read_pairs` -> `records.PairSource` (a table + column mapping);
-- `mixing.MixtureBatchSampler`: weighted mixing, per-source batches, reshuffled per epoch, resumable
+- `mixing.MixtureBatchSampler`: weighted mixing in same-source runs, reshuffled per epoch, resumable
   at an exact step, each rank taking its slice of every global batch;
 - `dataset.PairDataset`: row -> decoded images (`images.load_image`), bad rows raise `BadRowError`
   naming source/row/path, or are replaced and counted with `skip_bad_rows`;

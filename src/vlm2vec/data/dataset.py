@@ -7,6 +7,10 @@ missing or empty frame folder, empty query, placeholders that do not match the i
 few hard negatives) raises `BadRowError` naming source, row and path;
 with `skip_bad_rows` the row is replaced by the next good row of the same source (so batch shapes and
 the data order of every other row stay fixed) and reported in the example's `skipped` list.
+
+A row with several positives gives one of them (`multi_positive="sample"`: drawn from the seeded
+generator keyed by (seed, step, global index), so a resumed run and every rank draw the same) or all
+of them (`"all"`, for the loss that counts every positive).
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ class Example:
     pos: LoadedSide
     negs: list[LoadedSide] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # messages of bad rows replaced by this one
+    more_pos: list[LoadedSide] = field(default_factory=list)  # further positives (multi_positive "all")
 
 
 class PairDataset(Dataset):
-    """Global index (sources concatenated in order) -> `Example`."""
+    """Global index (sources concatenated in order), or (global index, step) as `MixtureBatchSampler`
+    yields them, -> `Example`. The step only seeds the choice among several positives (0 if absent)."""
 
     def __init__(
         self,
@@ -61,6 +67,8 @@ class PairDataset(Dataset):
         num_negatives: int = 0,
         skip_bad_rows: bool = False,
         num_video_frames: int | None = DEFAULT_NUM_FRAMES,
+        multi_positive: str = "sample",
+        seed: int = 0,
     ):
         if not sources:
             raise DataError("no training sources")
@@ -71,6 +79,7 @@ class PairDataset(Dataset):
         self.num_negatives = num_negatives
         self.skip_bad_rows = skip_bad_rows
         self.num_video_frames = num_video_frames
+        self.multi_positive, self.seed = multi_positive, seed
         self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in sources])[:-1]]).astype(np.int64)
         self._len = int(sum(len(s) for s in sources))
 
@@ -104,9 +113,13 @@ class PairDataset(Dataset):
             raise BadRowError(source, row, f"{what} video: {exc}", name) from None
         return tuple(str(p) for p in chosen.paths)
 
-    def load(self, record: PairRecord) -> Example:
-        """Decode one record; raises `BadRowError` on any problem."""
+    def load(self, record: PairRecord, draw: int = 0) -> Example:
+        """Decode one record; raises `BadRowError` on any problem. With several positives, `sample`
+        keeps positive `draw % count`, `all` keeps every one."""
         src, row = record.source, record.row
+        positives = record.positives
+        if self.multi_positive == "sample":
+            positives = (positives[draw % len(positives)],)
         negs = []
         if self.num_negatives:
             if len(record.negs) < self.num_negatives:
@@ -118,17 +131,20 @@ class PairDataset(Dataset):
             src,
             row,
             self._load_side(record.qry, src, row, "query"),
-            self._load_side(record.pos, src, row, "target"),
+            self._load_side(positives[0], src, row, "target"),
             negs,
+            more_pos=[self._load_side(p, src, row, f"positive {k + 2}") for k, p in enumerate(positives[1:])],
         )
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, key: int | tuple[int, int]) -> Example:
+        index, step = key if isinstance(key, tuple) else (key, 0)
         source, row = self.locate(int(index))
+        draw = int(np.random.default_rng([self.seed, int(step), int(index)]).integers(2**62))
         skipped: list[str] = []
         for attempt in range(min(MAX_REPLACEMENT_TRIES, len(source))):
             r = (row + attempt) % len(source)
             try:
-                example = self.load(source.record(r))
+                example = self.load(source.record(r), draw)
             except BadRowError as exc:
                 if not self.skip_bad_rows:
                     raise

@@ -58,6 +58,7 @@ def build_train_loader(
     world_size: int = 1,
     start_step: int = 0,
     max_steps: int | None = None,
+    multi_positive: str = "sample",
 ) -> tuple[DataLoader, MixtureBatchSampler]:
     """This rank's loader: each item is the collated batch of its shard of one global batch."""
     dataset = PairDataset(
@@ -65,13 +66,15 @@ def build_train_loader(
         num_negatives=num_negatives,
         skip_bad_rows=cfg.skip_bad_rows,
         num_video_frames=cfg.num_video_frames,
+        multi_positive=multi_positive,
+        seed=seed,
     )
     sampler = MixtureBatchSampler(
         [len(s) for s in sources],
         [s.weight for s in sources],
         per_device_batch_size * world_size,
         seed=seed,
-        per_source_batches=cfg.per_source_batches,
+        run_length=cfg.run_length(per_device_batch_size * world_size),
         num_replicas=world_size,
         rank=rank,
         start_step=start_step,
@@ -80,13 +83,11 @@ def build_train_loader(
     )
     small = sampler.sources_without_batches()
     if small:
-        logger.warning(
-            "per-source batches: source(s) %s are smaller than one global batch and are never used", small
-        )
+        logger.warning("data.sub_batch: source(s) %s have fewer rows than one run and are never used", small)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=PairCollator(processor, max_length=max_length),
+        collate_fn=PairCollator(processor, max_length=max_length, all_positives=multi_positive == "all"),
         num_workers=cfg.num_workers,
         worker_init_fn=_worker_init if cfg.num_workers else None,
         # own generator: creating the iterator must not consume the global torch RNG (resume equality)

@@ -1,16 +1,22 @@
-"""Weighted mixing of sources into global batches: deterministic, reshuffled every epoch, resumable.
+"""Weighted mixing of sources into global batches made of same-source runs: deterministic, reshuffled
+every epoch, resumable.
 
 Semantics of a source weight `w`: in every epoch each source contributes `round(w * len(source))`
 rows, drawn without replacement (so `w = 1` is every row once, `0.5` a fresh random half each epoch,
-`2` every row twice). Those rows are shuffled together and cut into global batches (the incomplete
-tail is dropped). With `per_source_batches` each source is shuffled and cut on its own and the
-batches of all sources are then shuffled, so every global batch comes from one source, as in the
-reference recipe (in-batch negatives then come from the same task).
+`2` every row twice). Each source's rows of the epoch are cut into runs of `run_length` (S) rows (a
+tail shorter than S is dropped), the runs of all sources are shuffled together, and consecutive runs
+fill the global batches (S divides the global batch G). A run's source is thus drawn in proportion to
+the rows each source brings to the epoch. S = 1 is i.i.d. rows (every row's source drawn on its own);
+S = G puts every global batch on one source (in-batch negatives from one task); in between, a batch
+holds G / S runs, as the VLM2Vec-V2 "interleaved sub-batches" (the presets of `data.sub_batch`:
+`config.DataConfig.run_length`).
 
-The batch of global step `s` depends only on (seed, sizes, weights, batch size, mode, s): epoch
+The batch of global step `s` depends only on (seed, sizes, weights, G, S, s): epoch
 `s // steps_per_epoch` is rebuilt from `seed` and the epoch number, so a resumed run picks up at the
-exact batch without replaying the data. In a distributed run rank `r` takes slice
-`[r * B, (r + 1) * B)` of every global batch of `B * world_size` indices.
+exact batch without replaying the data. Batches are built whole, before any rank or DataLoader worker
+sees them: rank `r` takes slice `[r * B, (r + 1) * B)` of every global batch of `B * world_size`
+indices, and workers only decode the rows they are given, so the batches are the same for any number
+of processes and workers.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ from ..errors import DataError
 
 
 class MixtureBatchSampler:
-    """Yields this rank's list of global row indices for each step from `start_step` to `max_steps`.
+    """Yields this rank's rows of each step from `start_step` to `max_steps`, as (global index, step)
+    pairs: the step seeds what a row draws when it is loaded (one of several positives).
 
     Global index = row + offset of its source (sources concatenated in the given order).
+    `run_length`: rows per same-source run (1: i.i.d. rows; the global batch: one source per batch).
     """
 
     def __init__(
@@ -36,7 +44,7 @@ class MixtureBatchSampler:
         global_batch_size: int,
         *,
         seed: int = 0,
-        per_source_batches: bool = False,
+        run_length: int = 1,
         num_replicas: int = 1,
         rank: int = 0,
         start_step: int = 0,
@@ -49,37 +57,33 @@ class MixtureBatchSampler:
             raise DataError(f"global batch {global_batch_size} is not divisible by {num_replicas} processes")
         if not 0 <= rank < num_replicas:
             raise DataError(f"rank {rank} outside 0..{num_replicas - 1}")
+        if run_length < 1 or global_batch_size % run_length:
+            raise DataError(f"run length {run_length} does not divide the global batch {global_batch_size}")
         self.sizes = [int(n) for n in sizes]
         self.weights = [float(w) for w in weights]
         self.names = list(names) if names is not None else [f"source{i}" for i in range(len(sizes))]
         self.global_batch_size = int(global_batch_size)
         self.per_rank = self.global_batch_size // num_replicas
         self.seed = int(seed)
-        self.per_source_batches = per_source_batches
+        self.run_length = int(run_length)
         self.num_replicas, self.rank = num_replicas, rank
         self.start_step = int(start_step)
         self.max_steps = max_steps
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.counts = [int(round(w * n)) for w, n in zip(self.weights, self.sizes)]
-        self.steps_per_epoch = self._steps_per_epoch()
+        runs_per_batch = self.global_batch_size // self.run_length
+        self.steps_per_epoch = sum(c // self.run_length for c in self.counts) // runs_per_batch
         if self.steps_per_epoch == 0:
             detail = ", ".join(f"{n}: {c}" for n, c in zip(self.names, self.counts))
-            mode = " per source" if per_source_batches else ""
+            runs = f" in runs of {self.run_length}" if self.run_length > 1 else ""
             raise DataError(
-                f"not enough rows for one global batch of {global_batch_size}{mode} (rows per epoch: {detail})"
+                f"not enough rows for one global batch of {global_batch_size}{runs} (rows per epoch: {detail})"
             )
         self._epoch_cache: tuple[int, np.ndarray] | None = None
 
-    def _steps_per_epoch(self) -> int:
-        if self.per_source_batches:
-            return sum(c // self.global_batch_size for c in self.counts)
-        return sum(self.counts) // self.global_batch_size
-
     def sources_without_batches(self) -> list[str]:
-        """Sources too small to fill one global batch on their own (only matters per source)."""
-        if not self.per_source_batches:
-            return []
-        return [n for n, c in zip(self.names, self.counts) if 0 < c < self.global_batch_size]
+        """Sources with rows but too few of them for one run: they are never used."""
+        return [n for n, c in zip(self.names, self.counts) if 0 < c < self.run_length]
 
     def _draw(self, rng: np.random.Generator, i: int) -> np.ndarray:
         """This epoch's rows of source i (global indices), `counts[i]` of them, without replacement."""
@@ -96,20 +100,18 @@ class MixtureBatchSampler:
         if self._epoch_cache is not None and self._epoch_cache[0] == epoch:
             return self._epoch_cache[1]
         rng = np.random.default_rng([self.seed, epoch])
-        g = self.global_batch_size
-        if self.per_source_batches:
-            chunks = []
-            for i in range(len(self.sizes)):
-                rows = rng.permutation(self._draw(rng, i))
-                k = len(rows) // g
-                if k:
-                    chunks.append(rows[: k * g].reshape(k, g))
-            batches = np.concatenate(chunks)
-            batches = batches[rng.permutation(len(batches))]
-        else:
-            rows = np.concatenate([self._draw(rng, i) for i in range(len(self.sizes))])
-            rows = rng.permutation(rows)
-            batches = rows[: self.steps_per_epoch * g].reshape(self.steps_per_epoch, g)
+        s = self.run_length
+        runs = []
+        for i in range(len(self.sizes)):
+            rows = self._draw(rng, i)
+            if s > 1:  # which rows share a run; with runs of one row the shuffle below does this
+                rows = rng.permutation(rows)
+            k = len(rows) // s
+            runs.append(rows[: k * s].reshape(k, s))
+        pool = np.concatenate(runs)
+        pool = pool[rng.permutation(len(pool))]
+        steps, g = self.steps_per_epoch, self.global_batch_size
+        batches = pool[: steps * (g // s)].reshape(steps, g)
         self._epoch_cache = (epoch, batches)
         return batches
 
@@ -127,10 +129,10 @@ class MixtureBatchSampler:
         i = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return i, int(index - self.offsets[i])
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
         while self.max_steps is None or step < self.max_steps:
-            yield self.local_batch(step)
+            yield [(i, step) for i in self.local_batch(step)]
             step += 1
 
     def __len__(self) -> int:
@@ -145,7 +147,7 @@ class MixtureBatchSampler:
             "sizes": dict(zip(self.names, self.sizes)),
             "weights": dict(zip(self.names, self.weights)),
             "global_batch_size": self.global_batch_size,
-            "per_source_batches": self.per_source_batches,
+            "run_length": self.run_length,
             "steps_per_epoch": self.steps_per_epoch,
         }
 

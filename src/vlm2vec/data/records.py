@@ -9,6 +9,11 @@ the first data line of a JSONL/CSV file). Image paths are joined onto the source
 must stay under it (no absolute paths, no `../` out of it) unless `outside_root` allows them. A side
 may also hold a video: a video cell is a frame folder (one path) or a list of frame files, resolved
 like image paths; its frames are chosen when the row is loaded (`dataset`).
+
+A row may hold several positives: its positive text cell is then a list (JSONL / parquet), one entry
+per positive, and the positive image and video cells, when used, lists of the same length (entry k
+belongs to positive k). An empty list is an error naming the file and row, found when the source is
+opened.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..backbones.placeholders import MMEB_IMAGE_PLACEHOLDER, MMEB_VIDEO_PLACEHOLDER
 from ..errors import DataError, UserError
@@ -49,13 +55,19 @@ class Side:
 
 @dataclass(frozen=True)
 class PairRecord:
-    """A query, its positive target and optional hard negatives, with where it came from."""
+    """A query, its positive target (and any further positives), optional hard negatives, and where
+    it came from."""
 
     source: str
     row: int
     qry: Side
     pos: Side
     negs: tuple[Side, ...] = field(default_factory=tuple)
+    more_pos: tuple[Side, ...] = field(default_factory=tuple)
+
+    @property
+    def positives(self) -> tuple[Side, ...]:
+        return (self.pos, *self.more_pos)
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,20 @@ class PairSource:
         # one contiguous array per used column: O(1) row access, cheap to pickle into workers
         self._cols = {c: table.column(c).combine_chunks() for c in columns.used()}
         self._len = table.num_rows
+        self._check_positive_lists()
+
+    def _check_positive_lists(self) -> None:
+        """A list of positives must not be empty (one-line error naming the file and row)."""
+        column = self._cols[self.columns.pos_text]
+        if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+            return
+        empty = pc.equal(pc.list_value_length(column), 0)
+        first = pc.index(empty, True).as_py()
+        if first >= 0:
+            raise DataError(
+                f"source '{self.name}' ({self.origin or 'table'}) row {first + 1}: "
+                f"'{self.columns.pos_text}' holds an empty list of positives"
+            )
 
     def __len__(self) -> int:
         return self._len
@@ -187,13 +213,13 @@ class PairSource:
         qry = self._side(
             self._cell(c.qry_text, row), self._cell(c.qry_image, row), row, self._cell(c.qry_video, row)
         )
-        pos = self._side(
-            self._cell(c.pos_text, row), self._cell(c.pos_image, row), row, self._cell(c.pos_video, row)
-        )
+        positives = self._positives(row)
         if not qry.text.strip():
             raise BadRowError(self.name, row, "empty query text")
-        if not pos.text.strip() and not pos.images and not pos.videos:
-            raise BadRowError(self.name, row, "empty target (no text and no image)")
+        for k, pos in enumerate(positives):
+            if not pos.text.strip() and not pos.images and not pos.videos:
+                which = f"positive {k + 1} is" if len(positives) > 1 else "target"
+                raise BadRowError(self.name, row, f"empty {which} (no text and no image)")
         negs: list[Side] = []
         if c.neg_text or c.neg_image:
             neg_texts = [_as_text(t) for t in _as_list(self._cell(c.neg_text, row))]
@@ -204,4 +230,22 @@ class PairSource:
                 side = self._side(text, image, row)
                 if side.text.strip() or side.images:
                     negs.append(side)
-        return PairRecord(self.name, row, qry, pos, tuple(negs))
+        return PairRecord(self.name, row, qry, positives[0], tuple(negs), positives[1:])
+
+    def _positives(self, row: int) -> tuple[Side, ...]:
+        """The row's positive, or its positives when the text cell holds a list."""
+        c = self.columns
+        texts, images, video = (self._cell(k, row) for k in (c.pos_text, c.pos_image, c.pos_video))
+        if not isinstance(texts, (list, tuple)):
+            return (self._side(texts, images, row, video),)
+        for column, cell in ((c.pos_image, images), (c.pos_video, video)):
+            if cell is not None and (not isinstance(cell, (list, tuple)) or len(cell) != len(texts)):
+                raise BadRowError(
+                    self.name,
+                    row,
+                    f"'{column}' must list one entry per positive ({len(texts)}), got {cell!r}",
+                )
+        return tuple(
+            self._side(text, images[k] if images else None, row, video[k] if video else None)
+            for k, text in enumerate(texts)
+        )

@@ -119,7 +119,8 @@ def train(
                 raise NonFiniteLossError(_non_finite_message(step + 1, loss, norm, batch, out))
             lr = steps.update()
             step += 1
-            progress.step_done(step, loss, norm, lr, data_time, steps.counts(batch), batch)
+            masked = getattr(loss_fn, "masked", None) if t.mask_false_negatives else None
+            progress.step_done(step, loss, norm, lr, data_time, steps.counts(batch), batch, masked)
             if _checkpoint_due(cfg, step, stop_at):
                 state = start.checkpoint_state(sampler.state_dict(), progress.skipped_rows, loss)
                 save_checkpoint(
@@ -194,6 +195,7 @@ def _train_loader(
         world_size=accelerator.num_processes,
         start_step=start_step,
         max_steps=cfg.train.max_steps,
+        multi_positive=cfg.train.multi_positive,
     )
 
 
@@ -254,6 +256,7 @@ class _TrainingStep:
             qry_keys=batch["qry_keys"],
             tgt_keys=batch["tgt_keys"],
             neg_keys=batch["neg_keys"],
+            tgt_owner=batch["tgt_owner"],
         )
         grad_norm = None
         if self.max_grad_norm:

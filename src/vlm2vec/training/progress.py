@@ -1,8 +1,8 @@
 """What a run reports as it goes: the progress bar, and every `train.log_every` steps one metrics line.
 
 A line holds the means over the steps since the last one (loss, grad norm, step and data time,
-throughput as total work over total time, real and padded tokens) plus the lr, peak memory, epoch and
-the rows skipped so far; `data_hash` covers this rank's rows of every step of the interval, so two
+throughput as total work over total time, real and padded tokens, and with false-negative masking the
+in-batch candidates masked per step) plus the lr, peak memory, epoch and the rows skipped so far; `data_hash` covers this rank's rows of every step of the interval, so two
 runs with the same data order log the same hashes. The stopwatch times steps; the caller laps it after
 anything that is not part of a step (a checkpoint save).
 """
@@ -39,6 +39,7 @@ class Interval:
         self.steps, self.loss, self.norm, self.norms = 0, 0.0, 0.0, 0
         self.time, self.data_time, self.samples, self.tokens = 0.0, 0.0, 0, 0
         self.hash = hashlib.blake2b(digest_size=6)
+        self.masked: list[int] = []
 
     def add(
         self,
@@ -49,8 +50,11 @@ class Interval:
         samples: int,
         tokens: int,
         rows: list,
+        masked: int | None = None,
     ) -> None:
         self.steps += 1
+        if masked is not None:
+            self.masked.append(masked)
         self.loss += loss
         if norm is not None:
             self.norm, self.norms = self.norm + norm, self.norms + 1
@@ -78,6 +82,8 @@ class Interval:
             "data_time": self.data_time / max(1, self.steps),
             "data_hash": self.hash.hexdigest(),
         }
+        if self.masked:  # (query, candidate) pairs of the global batch dropped as false negatives
+            record["masked_negatives"] = sum(self.masked) / len(self.masked)
         self.__init__()
         return record
 
@@ -133,14 +139,23 @@ class TrainingProgress:
         data_time: float,
         counts: list[int],
         batch: dict,
+        masked: int | None = None,
     ) -> None:
         """Account step `step` (just taken); `counts`: tokens, skipped rows, real and padded tokens, summed
-        over the ranks. Writes a metrics line every `log_every` steps and at the last step."""
+        over the ranks; `masked`: false negatives the loss dropped in the global batch (None: no masking).
+        Writes a metrics line every `log_every` steps and at the last step."""
         tokens, skipped, real, padded = counts
         self.skipped_rows += skipped
         self.padding.add(real, padded)
         self.interval.add(
-            loss, norm, data_time + self.watch.lap(), data_time, self.global_batch, tokens, batch["rows"]
+            loss,
+            norm,
+            data_time + self.watch.lap(),
+            data_time,
+            self.global_batch,
+            tokens,
+            batch["rows"],
+            masked,
         )
         if batch["skipped"] and self.enabled:
             logger.warning(
