@@ -170,7 +170,16 @@ class EmbedConfig(Section):
     chunk_items: int = opt(
         1024, "items per cache chunk file: the work a killed run can lose", check=AT_LEAST_1
     )
-    shard_rows: int = opt(100_000, "vectors per safetensors shard", check=AT_LEAST_1)
+    shard_rows: int = opt(
+        100_000,
+        "vectors per safetensors shard (about; whole batches): memory holds one shard, a killed run resumes at one",
+        check=AT_LEAST_1,
+    )
+    dtype: str = opt(
+        "float32",
+        "storage dtype of the vectors: float32 | float16 (half the disk and memory; scores still in float32)",
+        choices=("float32", "float16"),
+    )
     num_workers: int = opt(0, "DataLoader workers that read images and run the processor", check=AT_LEAST_0)
 
     def validate(self) -> None:
