@@ -51,8 +51,9 @@ def shard_plan(batches: list[list[int]], shard_rows: int) -> list[list[list[int]
     return [shards[j] for j in sorted(shards)]
 
 
-def _keys_id(keys: list[str]) -> str:
-    return hashlib.sha1("\n".join(keys).encode()).hexdigest()[:20]
+def _keys_id(keys: list[str], batches: list[list[int]]) -> str:
+    """Names the items of one shard, in order (their keys hold the image files' stamps)."""
+    return hashlib.sha1("\n".join(keys[i] for b in batches for i in b).encode()).hexdigest()[:20]
 
 
 def _shard_schedule(plan: EncodeSchedule, batches: list[list[int]], cache: RepCache) -> EncodeSchedule:
@@ -66,6 +67,29 @@ def _shard_schedule(plan: EncodeSchedule, batches: list[list[int]], cache: RepCa
     cached = cache.load()
     todo = [b for b in local if any(keys[i] not in cached for i in b)]
     return EncodeSchedule([plan.items[i] for i in rows], keys, local, todo, cached, cache)
+
+
+def _identity(corpus_id: str, stamps: dict[str, str], fingerprint: str, dtype: str) -> dict[str, str]:
+    """What makes a finished folder up to date: the model, the items, the image files, the dtype."""
+    images = "\n".join(f"{p}:{s}" for p, s in sorted(stamps.items()))
+    images_id = hashlib.sha1(images.encode()).hexdigest()[:16]
+    return {"model_fingerprint": fingerprint, "corpus_id": corpus_id, "images_id": images_id, "dtype": dtype}
+
+
+def _encode_shard(
+    model: Any, corpus: Corpus, shard: EncodeSchedule, ecfg: EmbedConfig, state: ProcessState, bar: Any
+) -> torch.Tensor:
+    """One shard's reps, in its rows' order, through the shared encoder (collective)."""
+    bar.update(len(shard.items) - shard.num_todo_items)
+    return encode_schedule(
+        model,
+        shard,
+        image_root=corpus.image_root,
+        state=state,
+        chunk_items=ecfg.chunk_items,
+        num_workers=ecfg.num_workers,
+        bar=bar,
+    )
 
 
 def embed_corpus(
@@ -93,19 +117,11 @@ def embed_corpus(
     fingerprint = fingerprint or model_fingerprint(model)
     corpus_id = corpus.corpus_id
     stamps = corpus.image_stamps()  # a replaced image file: its item is encoded afresh, the folder rewritten
-    images_id = hashlib.sha1("\n".join(f"{p}:{s}" for p, s in sorted(stamps.items())).encode()).hexdigest()[
-        :16
-    ]
+    ident = _identity(corpus_id, stamps, fingerprint, ecfg.dtype)
     try:
         manifest = read_manifest(folder)
     except ValueError:
         manifest = {}
-    ident = {
-        "model_fingerprint": fingerprint,
-        "corpus_id": corpus_id,
-        "images_id": images_id,
-        "dtype": ecfg.dtype,
-    }
     if all(manifest.get(k) == v for k, v in ident.items()):
         logger.info("embed: %s is up to date (%d items)", folder, len(corpus))
         return folder
@@ -117,11 +133,7 @@ def embed_corpus(
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
     metas = [
-        {
-            "model_fingerprint": fingerprint,
-            "keys_id": _keys_id([plan.keys[i] for b in g for i in b]),
-            "dtype": ecfg.dtype,
-        }
+        {"model_fingerprint": fingerprint, "keys_id": _keys_id(plan.keys, g), "dtype": ecfg.dtype}
         for g in groups
     ]
     done = [shard_metadata(folder / name) == meta for name, meta in zip(names, metas)]
@@ -139,17 +151,7 @@ def embed_corpus(
             cache = RepCache.for_dataset(
                 cache_dir, fingerprint, f"corpus-{corpus_id}/shard-{j:05d}", corpus.side, layout
             )
-            shard = _shard_schedule(plan, group, cache)
-            bar.update(len(shard.items) - shard.num_todo_items)
-            reps = encode_schedule(
-                model,
-                shard,
-                image_root=corpus.image_root,
-                state=state,
-                chunk_items=ecfg.chunk_items,
-                num_workers=ecfg.num_workers,
-                bar=bar,
-            )
+            reps = _encode_shard(model, corpus, _shard_schedule(plan, group, cache), ecfg, state, bar)
             if state.is_main_process:
                 rows = torch.tensor([i for b in group for i in b], dtype=torch.int64)
                 write_shard(folder / names[j], reps, rows, metas[j])
@@ -158,14 +160,8 @@ def embed_corpus(
         write_items(folder, corpus.table())
         meta = {**ident, "side": corpus.side, "corpus": corpus.name, "image_root": str(corpus.image_root)}
         dim = shard_dim(folder / names[0]) if names else 0
-        write_manifest(
-            folder,
-            len(corpus),
-            dim,
-            ecfg.dtype,
-            names,
-            {**meta, "batch_size": ecfg.batch_size, **(info or {})},
-        )
+        meta = {**meta, "batch_size": ecfg.batch_size, **(info or {})}
+        write_manifest(folder, len(corpus), dim, ecfg.dtype, names, meta)
     barrier(state)
     return folder
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .sources import CorpusError
-from .store import MANIFEST, read_manifest
+from .store import ITEMS, MANIFEST, read_manifest
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,16 @@ class ShardFolder:
         dtype = next(iter(dtypes), "f32")
         return cls(folder, manifest, infos, int(manifest["dim"]), "float16" if dtype == "f16" else "float32")
 
+    def items_table(self) -> pa.Table:
+        """The items' metadata (row order), checked against the vectors' count."""
+        table = pq.read_table(self.folder / ITEMS)
+        if table.num_rows != self.num_items:
+            raise CorpusError(
+                f"{self.folder / ITEMS}: {table.num_rows} rows but {self.num_items} vectors in {MANIFEST}: "
+                "the folder is inconsistent; re-run embed"
+            )
+        return table
+
     def iter_shards(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(item rows int64 [n], vectors [n, dim] in the storage dtype) per shard, one shard in memory."""
         for info in self.shards:
@@ -90,3 +102,13 @@ class ShardFolder:
                 else torch.arange(info.first_row, info.first_row + info.num_rows)
             )
             yield rows, data["vectors"]
+
+
+def read_store(folder: str | Path) -> tuple[torch.Tensor, pa.Table, dict[str, Any]]:
+    """(vectors [rows, dim] float32 in item order, metadata table, manifest) of a complete embed output.
+    Holds the whole corpus in memory; search streams it instead (`ShardFolder.iter_shards`)."""
+    shards = ShardFolder.open(folder)
+    vectors = torch.empty(shards.num_items, shards.dim, dtype=torch.float32)
+    for rows, part in shards.iter_shards():
+        vectors[rows] = part.to(torch.float32)
+    return vectors, shards.items_table(), shards.manifest

@@ -97,21 +97,3 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if manifest.get("format") not in READABLE_FORMATS:
         raise CorpusError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
-
-
-def read_store(folder: str | Path) -> tuple[torch.Tensor, pa.Table, dict[str, Any]]:
-    """(vectors [rows, dim] float32 in item order, metadata table, manifest) of a complete embed output.
-    Holds the whole corpus in memory: the search layer (`shards.ShardFolder`) streams it instead."""
-    from .shards import ShardFolder
-
-    shards = ShardFolder.open(folder)
-    vectors = torch.empty(shards.num_items, shards.dim, dtype=torch.float32)
-    for rows, part in shards.iter_shards():
-        vectors[rows] = part.to(torch.float32)
-    table = pq.read_table(Path(folder) / ITEMS)
-    if table.num_rows != shards.num_items:
-        raise CorpusError(
-            f"{Path(folder) / ITEMS}: {table.num_rows} rows but {shards.num_items} vectors in {MANIFEST}: "
-            "the folder is inconsistent; re-run embed"
-        )
-    return vectors, table, shards.manifest
