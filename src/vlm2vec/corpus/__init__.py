@@ -23,7 +23,7 @@ _EXPORTS = {
     "ShardFolder": ".shards",
     "Target": ".retrieval",
     "build_index": ".index",
-    "search": ".retrieval",
+    "search_topk": ".retrieval",
     "search_shards": ".search",
     "CorpusError": ".sources",
     "embed_corpus": ".embed",

@@ -4,7 +4,7 @@
 two disagree in size); `Target.search` streams an embed folder exactly, shard by shard, or an index
 part by part, with a merged top-k, and refuses queries of another model or width than the target's.
 `vlm2vec search` (`run_search`) and `vlm2vec mine` (a `mine.corpus_dir`) search through it; a library
-user embeds queries with `EmbeddingModel.embed` and calls `search` with the model's fingerprint.
+user embeds queries with `EmbeddingModel.embed` and calls `search_topk` with the model's fingerprint.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Target:
         return search_shards(queries, self.shards, k, backend=backend, **exact)
 
 
-def search(
+def search_topk(
     queries: torch.Tensor, target: str | Path, k: int, *, query_fingerprint: str | None = None, **kwargs: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Library call: top-k (scores, item rows of the target's items.parquet) of `queries` [Nq, dim] over
