@@ -92,23 +92,24 @@ def gather_rows(shards: ShardFolder, wanted: np.ndarray) -> torch.Tensor:
     return out
 
 
-def train(faiss: Any, index: Any, shards: ShardFolder, ic: IndexConfig, gpu: bool) -> Any:
-    """Train an IVF index on `ic.train_sample` vectors drawn from the corpus (other kinds: as is)."""
+def train(faiss: Any, index: Any, shards: ShardFolder, ic: IndexConfig, gpu: Any) -> Any:
+    """Train an IVF index on `ic.train_sample` vectors drawn from the corpus (other kinds: as is);
+    `gpu`: the faiss GPU resources to train on, or None."""
     if not ic.kind.startswith("ivf"):
         return index
     sample = gather_rows(shards, sample_rows(shards.num_items, ic.train_sample, ic.seed)).numpy()
-    if gpu:
-        resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
+    if gpu is not None:
+        index = faiss.index_cpu_to_gpu(gpu, 0, index)
     index.train(sample)
-    return faiss.index_gpu_to_cpu(index) if gpu else index
+    return faiss.index_gpu_to_cpu(index) if gpu is not None else index
 
 
 def build_parts(shards: ShardFolder, ic: IndexConfig, out: Path) -> list[dict[str, Any]]:
     """Add the corpus shard by shard into trained copies of the index, cutting a part whenever the next
     shard would take it over `max_part_bytes`; each part is written and dropped before the next."""
     faiss = load_faiss()
-    gpu = use_gpu(faiss, ic.device, ic.kind)
+    # kept alive for the whole build: faiss's GPU indexes hold a pointer to their resources
+    gpu = faiss.StandardGpuResources() if use_gpu(faiss, ic.device, ic.kind) else None
     nlist = ic.nlist or max(1, min(shards.num_items // 39, int(4 * shards.num_items**0.5)))
     trained = train(faiss, empty_index(faiss, ic, shards.dim, nlist), shards, ic, gpu)
     per_vector = bytes_per_vector(ic, shards.dim)
@@ -118,7 +119,7 @@ def build_parts(shards: ShardFolder, ic: IndexConfig, out: Path) -> list[dict[st
     def flush() -> None:
         name = f"part-{len(parts):05d}"
         with atomic_path(out / f"{name}.faiss") as tmp:
-            faiss.write_index(faiss.index_gpu_to_cpu(index) if gpu else index, str(tmp))
+            faiss.write_index(faiss.index_gpu_to_cpu(index) if gpu is not None else index, str(tmp))
         with atomic_path(out / f"{name}.rows.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, np.concatenate(rows_held))
         parts.append({"index": f"{name}.faiss", "rows": f"{name}.rows.npy", "num_items": int(index.ntotal)})
@@ -129,8 +130,8 @@ def build_parts(shards: ShardFolder, ic: IndexConfig, out: Path) -> list[dict[st
             index, rows_held = None, []
         if index is None:
             index = faiss.clone_index(trained)
-            if gpu:
-                index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+            if gpu is not None:
+                index = faiss.index_cpu_to_gpu(gpu, 0, index)
         index.add(vectors.float().contiguous().numpy())
         rows_held.append(rows.numpy())
     if index is not None:
