@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-SHARD_ROWS = 50_000
+SHARD_ROWS = 25_000
 CLUSTERS = 2_000
 
 
@@ -118,7 +118,7 @@ def _index(folder: Path, out: Path, kind: str, n: int, dim: int) -> dict:
     nlist = max(16, int(n**0.5))
     ic = IndexConfig(
         corpus_dir=str(folder), output_dir=str(out), kind=kind, nlist=nlist, nprobe=16, pq_m=dim // 16,
-        train_sample=min(n, 40 * nlist), recall_queries=200, recall_k=10,
+        train_sample=min(n, 39 * nlist), recall_queries=100, recall_k=10,
     )  # fmt: skip
     meta = json.loads((build_index(ic) / "index.json").read_text())
     r = meta["recall"]
