@@ -135,10 +135,11 @@ def run_search(cfg: Config, explicit: set[str] | None = None) -> Path | None:
     s = cfg.search
     if not s.target or not s.queries:
         raise ConfigError("vlm2vec search needs search.target and search.queries", key="search.target")
+    target = Target.open(s.target)
+    check_k(s.k, target.shards.num_items, target.where)  # before any query is encoded
     folder = _query_folder(cfg, explicit)
     if not process_state().is_main_process:
         return None
-    target = Target.open(s.target)
     qv, qtable, qmanifest = read_store(folder)
     scores, rows = target.search(
         qv,
