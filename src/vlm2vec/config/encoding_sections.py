@@ -266,7 +266,10 @@ class IndexConfig(Section):
         choices=("flat", "ivf_flat", "ivf_pq", "hnsw"),
     )
     nlist: int | None = opt(
-        None, "ivf: inverted lists; null: 4 x sqrt(items), at most items / 39", check=AT_LEAST_1, applies_when=_IVF
+        None,
+        "ivf: inverted lists; null: 4 x sqrt(items), at most items / 39",
+        check=AT_LEAST_1,
+        applies_when=_IVF,
     )
     nprobe: int = opt(16, "ivf: lists visited per query (a search may override)", check=AT_LEAST_1)
     pq_m: int = opt(
