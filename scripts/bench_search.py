@@ -12,14 +12,13 @@ subprocess whose peak RSS is read from `getrusage`:
 Then a FAISS IVF-Flat and an IVF-PQ index are built over the streamed folder (`build_index`) and their
 queries/s and recall@10 against exact search are read from their index.json.
 
-    python scripts/bench_search.py --sizes 100000,250000,500000 --out /tmp/bench_search
+    python scripts/bench_search.py --sizes 50000,100000,200000,400000 --out /tmp/bench_search
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -68,6 +67,15 @@ def _write(folder: Path, n: int, dim: int, stream: bool) -> None:
     )
     write_items(folder, items)
     write_manifest(folder, n, dim, "float32", names, {"model_fingerprint": "synthetic"})
+
+
+def _peak_rss_gib() -> float:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: across fork + exec it keeps the
+    parent's peak, so a child started by a big parent would report the parent's memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20  # KiB -> GiB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(folder: Path, n: int, dim: int, path: str, num_queries: int) -> dict:
@@ -131,13 +139,14 @@ def _index(folder: Path, out: Path, kind: str, n: int, dim: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="100000,250000,500000")
+    p.add_argument("--sizes", default="50000,100000,200000,400000")
     p.add_argument("--dim", type=int, default=1536)
     p.add_argument("--queries", type=int, default=256)
     p.add_argument("--out", default="/tmp/bench_search")
     p.add_argument("--child", choices=("memory", "stream"))
     p.add_argument("--folder")
     p.add_argument("--n", type=int)
+    p.add_argument("--index-sizes", default=None, help="sizes that also build IVF indexes (default: all)")
     a = p.parse_args()
     if a.child:
         print(json.dumps(child(Path(a.folder), a.n, a.dim, a.child, a.queries)))
@@ -157,7 +166,7 @@ def main() -> None:
                 torch.load(folder / f"exact-{path}.pt"), torch.load(root / f"memory-{n}" / "exact-memory.pt")
             )
             ann = ["", ""]
-            if path == "stream":
+            if path == "stream" and (a.index_sizes is None or str(n) in a.index_sizes.split(",")):
                 ivf, pq = (_index(folder, root / f"{k}-{n}", k, n, a.dim) for k in ("ivf_flat", "ivf_pq"))
                 ann = [f"{x['qps']}, {x['recall@10']}" for x in (ivf, pq)]
             print(f"| {n:,} | {path}{'' if same else ' (DIFFERS)'} | {r['peak_rss_gib']} | {r['write_s']} | "
