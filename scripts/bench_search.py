@@ -94,9 +94,8 @@ def child(folder: Path, n: int, dim: int, path: str, num_queries: int) -> dict:
         scores, rows = topk_exact(queries, vectors, 10)
     search_s = time.perf_counter() - t0
     torch.save(rows, folder / f"exact-{path}.pt")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     return {
-        "peak_rss_gib": round(peak, 2),
+        "peak_rss_gib": round(_peak_rss_gib(), 2),
         "write_s": round(write_s, 1),
         "exact_qps": round(num_queries / search_s, 1),
     }
