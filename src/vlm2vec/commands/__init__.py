@@ -66,6 +66,15 @@ COMMANDS: dict[str, Command] = {
         "vlm2vec.commands.export:run",
         takes_config=False,
     ),
+    "index": Command(
+        "build a FAISS index (flat, IVF, HNSW) over embedded vectors, with its recall; see docs/search.md",
+        "vlm2vec.commands.index:run",
+    ),
+    "search": Command(
+        "top-k for query vectors, texts or images over an index or embedded vectors; see docs/search.md",
+        "vlm2vec.commands.search:run",
+        explicit=True,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""The sections of the commands that encode with a model (eval, embed, mine). Each field declares its
+"""The sections of the commands that encode with a model or search vectors (eval, embed, mine, index,
+search). Each field declares its
 help, range, choices and the mode it is read under (`fields.opt`); each section's `validate()` holds
 its cross-field rules.
 """
@@ -17,6 +18,7 @@ from .fields import (
 )
 
 _V2 = {"benchmark": ("mmeb_v2",)}
+_IVF = {"kind": ("ivf_flat", "ivf_pq")}
 
 
 @dataclass
@@ -171,7 +173,16 @@ class EmbedConfig(Section):
     chunk_items: int = opt(
         1024, "items per cache chunk file: the work a killed run can lose", check=AT_LEAST_1
     )
-    shard_rows: int = opt(100_000, "vectors per safetensors shard", check=AT_LEAST_1)
+    shard_rows: int = opt(
+        100_000,
+        "vectors per safetensors shard (about; whole batches): memory holds one shard, a killed run resumes at one",
+        check=AT_LEAST_1,
+    )
+    dtype: str = opt(
+        "float32",
+        "storage dtype of the vectors: float32 | float16 (half the disk and memory; scores still in float32)",
+        choices=("float32", "float16"),
+    )
     num_workers: int = opt(0, "DataLoader workers that read images and run the processor", check=AT_LEAST_0)
 
     def validate(self) -> None:
@@ -221,6 +232,9 @@ class MineConfig(Section):
     )
     query_block: int = opt(4096, "queries per matmul block")
     corpus_block: int = opt(65536, "corpus rows per matmul block")
+    allow_other_model: bool = opt(
+        False, "mine against a corpus_dir embedded by another model than mine's (refused by default)"
+    )
 
     def validate(self) -> None:
         check_no_unused_settings(self, "mine")
@@ -239,3 +253,85 @@ class MineConfig(Section):
                 "mine.scope=source needs the training targets as candidates; with mine.corpus_dir use scope=all",
                 key="mine.corpus_dir",
             )
+
+
+@dataclass
+class IndexConfig(Section):
+    """FAISS index (`vlm2vec index`) over an `embed` output folder: which kind, trained how, split when."""
+
+    corpus_dir: str | None = opt(None, "the `embed` output folder to index (required)")
+    output_dir: str = opt("index", "folder for part-*.faiss, their item rows and index.json")
+    kind: str = opt(
+        "ivf_flat",
+        "flat (exact inner product) | ivf_flat | ivf_pq (inverted lists, trained on a sample) | hnsw (graph)",
+        choices=("flat", "ivf_flat", "ivf_pq", "hnsw"),
+    )
+    nlist: int | None = opt(
+        None,
+        "ivf: inverted lists; null: 4 x sqrt(items), at most items / 39",
+        check=AT_LEAST_1,
+        applies_when=_IVF,
+    )
+    nprobe: int = opt(16, "ivf: lists visited per query (a search may override)", check=AT_LEAST_1)
+    pq_m: int = opt(
+        16,
+        "ivf_pq: sub-quantisers (must divide the width)",
+        check=AT_LEAST_1,
+        applies_when={"kind": ("ivf_pq",)},
+    )
+    pq_bits: int = opt(8, "ivf_pq: bits per code", check=AT_LEAST_1, applies_when={"kind": ("ivf_pq",)})
+    hnsw_m: int = opt(32, "hnsw: links per node", check=AT_LEAST_1, applies_when={"kind": ("hnsw",)})
+    ef_construction: int = opt(200, "hnsw: build beam", check=AT_LEAST_1, applies_when={"kind": ("hnsw",)})
+    ef_search: int = opt(64, "hnsw: search beam (a search may override)", check=AT_LEAST_1)
+    train_sample: int = opt(100_000, "ivf: vectors drawn to train the lists", check=AT_LEAST_1)
+    max_part_bytes: int = opt(
+        8 * 2**30,
+        "split the index into parts of at most this size (searched one after another)",
+        check=AT_LEAST_1,
+    )
+    recall_queries: int = opt(
+        1000, "held-out corpus vectors (not in the training sample) that measure recall", check=AT_LEAST_1
+    )
+    recall_k: int = opt(10, "k of the recall@k written to index.json", check=AT_LEAST_1)
+    device: str = opt(
+        "auto", "auto (GPU when faiss-gpu sees one) | cpu | gpu", choices=("auto", "cpu", "gpu")
+    )
+    seed: int = opt(0, "seed of the training sample and of the held-out queries")
+
+    def validate(self) -> None:
+        check_no_unused_settings(self, "index")
+
+
+@dataclass
+class SearchConfig(Section):
+    """Top-k search (`vlm2vec search`) of queries over an index folder or an `embed` output folder."""
+
+    target: str | None = opt(
+        None, "what to search: an index folder (`vlm2vec index`) or an `embed` output folder (exact)"
+    )
+    query_source: str = opt(
+        "embeddings",
+        "embeddings (an `embed` output folder) | texts (.txt / .jsonl, encoded) | images (a folder, encoded)",
+        choices=("embeddings", "texts", "images"),
+    )
+    queries: str | None = opt(None, "the queries: a folder or file as query_source says (required)")
+    image_text: str = opt(
+        "<|image_1|>\nRepresent the given image.",
+        "images: the text of every image query",
+        applies_when={"query_source": ("images",)},
+    )
+    k: int = opt(10, "results per query", check=AT_LEAST_1)
+    output_dir: str = opt("search_out", "folder for results.parquet (and the encoded queries)")
+    backend: str = opt(
+        "exact",
+        "embed folder target: exact (blockwise matmul) | faiss (flat index)",
+        choices=("exact", "faiss"),
+    )
+    device: str = opt("auto", "exact search matmul device: auto | cpu | cuda")
+    query_block: int = opt(4096, "queries per matmul block", check=AT_LEAST_1)
+    corpus_block: int = opt(65536, "corpus rows per matmul block", check=AT_LEAST_1)
+    nprobe: int | None = opt(None, "ivf index: lists visited per query; null: the index's", check=AT_LEAST_1)
+    ef_search: int | None = opt(None, "hnsw index: search beam; null: the index's", check=AT_LEAST_1)
+
+    def validate(self) -> None:
+        check_no_unused_settings(self, "search")

@@ -1,6 +1,6 @@
-"""The whole configuration: one section per concern (model, data, train, eval, embed, mine), each
-field with its help, range, choices and the mode it belongs to (`fields.opt`), and one `validate()`
-per section for the rules that tie several fields together. `validate_config` runs the field checks
+"""The whole configuration: one section per concern (model, data, train, eval, embed, mine, index,
+search), each field with its help, range, choices and the mode it belongs to (`fields.opt`), and one
+`validate()` per section for the rules that tie several fields together. `validate_config` runs the field checks
 generically, then every section's `validate()`; `load_config` calls it once, when a config is read.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .encoding_sections import EmbedConfig, EvalConfig, MineConfig
+from .encoding_sections import EmbedConfig, EvalConfig, IndexConfig, MineConfig, SearchConfig
 from .fields import check_fields
 from .training_sections import DataConfig, ModelConfig, PairSourceConfig, TrainConfig
 
@@ -18,9 +18,11 @@ __all__ = [
     "DataConfig",
     "EmbedConfig",
     "EvalConfig",
+    "IndexConfig",
     "MineConfig",
     "ModelConfig",
     "PairSourceConfig",
+    "SearchConfig",
     "TrainConfig",
     "validate_config",
 ]
@@ -36,6 +38,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     mine: MineConfig = field(default_factory=MineConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def validate_config(cfg: Config) -> Config:

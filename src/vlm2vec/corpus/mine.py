@@ -31,9 +31,10 @@ from ..distributed import barrier, process_state
 from ..encoding import Item, item_key, load_embedding_model
 from .embed import embed_corpus
 from .mine_stats import REASONS, MineStats
-from .search import resolve_device, topk
+from .retrieval import Target
+from .search import check_same_model, resolve_device, topk
+from .shards import read_store
 from .sources import CorpusError, class_of, content_of, read_train_corpora
-from .store import read_manifest, read_store
 
 logger = logging.getLogger(__name__)
 
@@ -157,14 +158,13 @@ class CandidateIndex:
     classes: Interner
 
     @classmethod
-    def build(cls, table: pa.Table, corpus_dir: str | None) -> CandidateIndex:
+    def build(cls, table: pa.Table, base: str) -> CandidateIndex:
         keys, contents, classes = Interner(), Interner(), Interner()
         items = [
             Item(t, i) for t, i in zip(table.column("text").to_pylist(), table.column("image").to_pylist())
         ]
         labels = table.column("label").to_pylist()
         key_id = keys(table.column("key").to_pylist())
-        base = read_manifest(corpus_dir).get("image_root", ".") if corpus_dir else "."
         content_id = contents([content_of(_absolute(it, base)) for it in items])
         class_id = classes([class_of(it, lbl) for it, lbl in zip(items, labels)])
         return cls(items, key_id, content_id, class_id, base, keys, contents, classes)
@@ -195,20 +195,19 @@ class CandidateIndex:
 
 
 def retrieve(
-    m: MineConfig, qry: torch.Tensor, cand_vectors: torch.Tensor, members: np.ndarray | None, device: Any
+    m: MineConfig, qry: torch.Tensor, cands: torch.Tensor | Target, members: np.ndarray | None, device: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The `top_k` candidates of each query, best first: scores and candidate ids [Q, k] (-1: none);
-    with `members`, only those candidates are searched and their ids returned."""
-    pool = cand_vectors[torch.from_numpy(members)] if members is not None else cand_vectors
-    scores, idx = topk(
-        qry,
-        pool,
-        m.top_k,
-        backend=m.backend,
-        device=device,
-        query_block=m.query_block,
-        corpus_block=m.corpus_block,
-    )
+    """The `top_k` candidates of each query, best first: scores and candidate ids [Q, k] (-1: none), from
+    the training targets' vectors (with `members`, only those are searched) or a corpus `Target`
+    (streamed by the search layer; its model was checked when the mine began)."""
+    blocks = {"device": device, "query_block": m.query_block, "corpus_block": m.corpus_block}
+    if isinstance(cands, Target):
+        scores, idx = cands.search(
+            qry, m.top_k, allow_other_model=True, clamp_k=True, backend=m.backend, **blocks
+        )
+        return scores.numpy(), idx.numpy()
+    pool = cands[torch.from_numpy(members)] if members is not None else cands
+    scores, idx = topk(qry, pool, m.top_k, backend=m.backend, **blocks)
     scores, idx = scores.numpy(), idx.numpy()
     if members is not None:
         idx = np.where(idx >= 0, members[np.clip(idx, 0, None)], -1)
@@ -266,14 +265,16 @@ def mine_negatives(
     qry_vectors: torch.Tensor,
     pos_vectors: torch.Tensor,
     pos_items: list[Item],
-    cand_vectors: torch.Tensor,
+    cand_vectors: torch.Tensor | Target,
     cand_table: pa.Table,
     cand_members: dict[str, list[int]] | None,
+    cand_base: str = ".",
 ) -> tuple[dict[str, pa.Table], MineStats]:
-    """The mined tables per source (MMEB-train columns) and the statistics. Pure computation."""
+    """The mined tables per source (MMEB-train columns) and the statistics. Pure computation.
+    `cand_base`: the folder the candidates' image paths are relative to."""
     m = cfg.mine
     stats = MineStats()
-    cands = CandidateIndex.build(cand_table, m.corpus_dir)
+    cands = CandidateIndex.build(cand_table, cand_base)
     device = resolve_device(m.device)
     out_path = _Paths(cfg.data.image_root or cfg.data.mmeb_train_dir or ".")
     tables: dict[str, pa.Table] = {}
@@ -307,6 +308,22 @@ def mine_negatives(
     return tables, stats
 
 
+def candidates(
+    m: MineConfig, qmanifest: dict, tv: torch.Tensor, tt: pa.Table, members: dict[str, Any]
+) -> tuple[torch.Tensor | Target, pa.Table, str, dict[str, list[int]] | None]:
+    """(vectors or search target, items table, image base, members per source) of the candidates: the
+    training targets, or `mine.corpus_dir` (an embed or index folder) when it was embedded by the
+    same model as the queries (else refused naming both, unless `mine.allow_other_model`)."""
+    if not m.corpus_dir:
+        return tv, tt, ".", ({k: list(v) for k, v in members.items()} if m.scope == "source" else None)
+    target = Target.open(m.corpus_dir)
+    fp, dim = qmanifest.get("model_fingerprint"), int(qmanifest["dim"])
+    hint = "; embed the corpus with this model, or set mine.allow_other_model=true"
+    check_same_model((None if m.allow_other_model else fp, dim), target.identity, target.where, hint)
+    base = target.shards.manifest.get("image_root", ".")
+    return target, target.shards.items_table(), base, None
+
+
 def training_overrides(cfg: Config) -> list[str]:
     """The overrides that train on the mined files (printed in the report)."""
     out = Path(cfg.mine.output_dir) / "train"
@@ -338,20 +355,18 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
     }
     stats = None
     if state.is_main_process:
-        qv, _, _ = read_store(folders["qry"])
+        qv, _, qmanifest = read_store(folders["qry"])
         tv, tt, _ = read_store(folders["tgt"])
-        if m.corpus_dir:
-            cv, ct, _ = read_store(m.corpus_dir)
-            members = None
-        else:
-            cv, ct = tv, tt
-            members = {k: list(v) for k, v in corpora["tgt"].members.items()} if m.scope == "source" else None
-        tables, stats = mine_negatives(cfg, sources, rows, qv, tv, corpora["tgt"].items, cv, ct, members)
+        cv, ct, base, members = candidates(m, qmanifest, tv, tt, corpora["tgt"].members)
+        tables, stats = mine_negatives(
+            cfg, sources, rows, qv, tv, corpora["tgt"].items, cv, ct, members, base
+        )
         stats.skipped_rows = rows.skipped
         for name, table in tables.items():
             with atomic_path(out / "train" / name / f"{cfg.data.split}-00000-of-00001.parquet") as tmp:
                 pq.write_table(table, tmp)
-        atomic_write_json(out / "mine.json", {"settings": dataclasses.asdict(m), "stats": stats.as_dict()})
+        record = {"settings": dataclasses.asdict(m), "model_fingerprint": qmanifest["model_fingerprint"]}
+        atomic_write_json(out / "mine.json", {**record, "stats": stats.as_dict()})
         write_report(out, stats, cfg, training_overrides(cfg))
         print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
     barrier(state)

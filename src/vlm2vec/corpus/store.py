@@ -1,11 +1,14 @@
-"""The on-disk layout of an embedded corpus: vectors as safetensors shards, metadata as parquet.
+"""The on-disk layout of an embedded corpus: vector shards written as they are encoded, metadata as parquet.
 
-    <folder>/vectors-00000-of-00002.safetensors   {"vectors": float32 [rows, dim]}, rows in item order
+    <folder>/vectors-00000-of-00002.safetensors   {"vectors": float32|float16 [n, dim], "rows": int64 [n]}
     <folder>/items.parquet                        row, key, text, image, label, source, source_row, count
-    <folder>/manifest.json                        model fingerprint, corpus id, dim, shards; written last
+    <folder>/manifest.json                        model fingerprint, corpus id, dim, dtype, shards; written last
 
+A shard holds its vectors in encoding order (length-sorted batches) and, in `rows`, the item row of each,
+so a shard is written as soon as its batches are encoded and memory never holds more than one shard.
 Every file is written atomically and the manifest last, so a folder with a manifest is complete; a
-folder without one is an interrupted run (the encoding work itself is resumable from the rep cache).
+folder without one is an interrupted run, resumed shard by shard (a shard's safetensors metadata names
+the model and the items it holds). Format 1 folders (shards in item order, no `rows`) still read.
 """
 
 from __future__ import annotations
@@ -17,81 +20,80 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from ..atomic_files import atomic_path, atomic_write_json
+from ..atomic_files import atomic_path, atomic_write_json, is_temp
 from .sources import CorpusError
 
-FORMAT = "vlm2vec-embeddings/1"
+FORMAT = "vlm2vec-embeddings/2"
+READABLE_FORMATS = ("vlm2vec-embeddings/1", FORMAT)
 MANIFEST = "manifest.json"
 ITEMS = "items.parquet"
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def shard_name(i: int, n: int) -> str:
     return f"vectors-{i:05d}-of-{n:05d}.safetensors"
 
 
-def write_store(
-    folder: str | Path, vectors: torch.Tensor, table: pa.Table, info: dict[str, Any], shard_rows: int
-) -> Path:
-    """Write vectors + metadata + manifest (last); stale shards of an earlier layout are removed."""
-    if shard_rows < 1:
-        raise CorpusError(f"embed.shard_rows must be >= 1, got {shard_rows}")
-    if vectors.shape[0] != table.num_rows:
-        raise ValueError(f"{vectors.shape[0]} vectors but {table.num_rows} metadata rows")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
-    rows = vectors.shape[0]
-    n = max(1, -(-rows // shard_rows))
-    names = [shard_name(i, n) for i in range(n)]
-    for i, name in enumerate(names):
-        part = vectors[i * shard_rows : (i + 1) * shard_rows].to(torch.float32).contiguous()
-        with atomic_path(folder / name) as tmp:
-            save_file({"vectors": part}, str(tmp), metadata={"first_row": str(i * shard_rows)})
+def write_shard(path: Path, vectors: torch.Tensor, rows: torch.Tensor, meta: dict[str, str]) -> Path:
+    """One shard, atomically: `vectors` in the storage dtype named by `meta["dtype"]`, their item rows."""
+    if vectors.shape[0] != rows.shape[0]:
+        raise ValueError(f"{path}: {vectors.shape[0]} vectors but {rows.shape[0]} rows")
+    tensors = {"vectors": vectors.to(DTYPES[meta["dtype"]]).contiguous(), "rows": rows.to(torch.int64)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def shard_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata a shard was written with; None when the file is absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # a damaged shard is rewritten, not trusted
+        return None
+
+
+def shard_dim(path: Path) -> int:
+    with safe_open(str(path), framework="pt") as f:
+        return int(f.get_slice("vectors").get_shape()[1])
+
+
+def remove_stale_shards(folder: Path, names: list[str]) -> None:
+    """Shards of an earlier layout (another shard count) are removed once the new ones are written."""
     for stale in folder.glob("vectors-*.safetensors"):
-        if stale.name not in names and ".tmp-" not in stale.name:
+        if stale.name not in names and not is_temp(stale):
             stale.unlink()
+
+
+def write_items(folder: Path, table: pa.Table) -> None:
     with atomic_path(folder / ITEMS) as tmp:
         pq.write_table(table, tmp)
-    manifest = {
-        "format": FORMAT,
-        "num_items": rows,
-        "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
-        "shards": names,
-        **info,
-    }
+
+
+def write_manifest(folder: Path, num_items: int, dim: int, dtype: str, names: list[str], info: dict) -> None:
+    """Written last: its presence marks the folder complete."""
+    manifest = {"format": FORMAT, "num_items": num_items, "dim": dim, "dtype": dtype, "shards": names, **info}
     atomic_write_json(folder / MANIFEST, manifest)
-    return folder
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
     if not path.is_file():
+        shards = [p for p in Path(folder).glob("vectors-*.safetensors") if not is_temp(p)]
+        if shards:
+            raise CorpusError(
+                f"{folder}: half-written shard folder ({len(shards)} shards, no {MANIFEST}); "
+                "re-run `vlm2vec embed` (it resumes) first"
+            )
         raise CorpusError(
             f"{folder}: not a complete embed output (no {MANIFEST}); run `vlm2vec embed` (it resumes) first"
         )
     manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in READABLE_FORMATS:
         raise CorpusError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
-
-
-def read_store(folder: str | Path) -> tuple[torch.Tensor, pa.Table, dict[str, Any]]:
-    """(vectors [rows, dim] float32, metadata table, manifest) of a complete embed output folder."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    parts = []
-    for name in manifest["shards"]:
-        path = folder / name
-        if not path.is_file():
-            raise CorpusError(f"{path}: shard listed in {MANIFEST} is missing")
-        parts.append(load_file(str(path))["vectors"])
-    vectors = torch.cat(parts) if parts else torch.empty(0, manifest["dim"])
-    table = pq.read_table(folder / ITEMS)
-    if vectors.shape[0] != table.num_rows or vectors.shape[0] != manifest["num_items"]:
-        raise CorpusError(
-            f"{folder}: {vectors.shape[0]} vectors, {table.num_rows} rows in {ITEMS}, "
-            f"{manifest['num_items']} in {MANIFEST}: the folder is inconsistent; re-run embed"
-        )
-    return vectors, table, manifest

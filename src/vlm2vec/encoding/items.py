@@ -65,6 +65,21 @@ class ItemSource:
         row, column = self.where[i] if i < len(self.where) else (None, None)
         return f"dataset {self.dataset!r}, row {row}, column {column!r}"
 
+    def subset(self, rows: list[int]) -> ItemSource:
+        """This source re-indexed: item i of the subset is item `rows[i]` here (a shard of a corpus)."""
+        return SubsetItemSource(parent=self, rows=rows)
+
+
+@dataclass
+class SubsetItemSource(ItemSource):
+    """An `ItemSource` over a selection of another's items, so messages still name the original row."""
+
+    parent: ItemSource | None = None
+    rows: list[int] = field(default_factory=list)
+
+    def describe(self, i: int) -> str:
+        return self.parent.describe(self.rows[i]) if self.parent is not None else super().describe(i)
+
 
 @dataclass
 class DedupedDataset:

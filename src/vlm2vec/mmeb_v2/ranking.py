@@ -2,7 +2,8 @@
 
 A query of a local task ranks its own candidate list; a global or corpus task ranks every distinct
 candidate of the task (each encoded once). Scores are dot products of the embeddings (cosine for
-normalised ones), computed in query chunks for large corpora; ties and NaN follow `metrics.TIE_RULES`.
+normalised ones), computed in query chunks by the search layer (`corpus.scores.score_blocks`); ties
+and NaN follow `metrics.TIE_RULES`.
 When grades differ within some query, the scores under the other graded-NDCG rule are computed as
 well, so a report can show both wherever they differ.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..corpus.scores import score_blocks
 from .metrics import NDCG_RULES, query_metrics, rank_candidates, reference_score_dict
 from .records import TaskData
 from .tasks import LOCAL
@@ -44,8 +46,7 @@ def rank_task(
     names = list(data.candidates)
     if data.task.pool != LOCAL:
         out: list[list[Hashable]] = []
-        for start in range(0, len(data.queries), chunk):
-            block = query_reps[start : start + chunk] @ cand_reps.T
+        for start, block in score_blocks(query_reps, cand_reps, chunk):
             for q, scores in zip(data.queries[start : start + chunk], block):
                 out.append(rank_candidates(names, scores, q.relevant, ties))
         return out
