@@ -34,6 +34,7 @@ from .checkpoint import (
     newest_readable_checkpoint,
     remove_stale_temporaries,
 )
+from .older_runs import current_data_order, current_definition
 from .optim import apply_changed_hyperparameters
 
 logger = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ class RunStart:
             if t.max_steps == stored_max:
                 start.finished = True
                 return start
-        start.changes = check_changes(state.get("run"), start.definition, allowed, checkpoint)
+        stored = current_definition(state.get("run"), cfg, NOT_RUN_DEFINING)
+        start.changes = check_changes(stored, start.definition, allowed, checkpoint)
         if step > t.max_steps:
             raise ResumeError(f"{checkpoint} is at step {step}, past train.max_steps={t.max_steps}")
         if step == t.max_steps:
@@ -267,7 +269,8 @@ class RunStart:
         if self.checkpoint is None:
             return
         data_now = {DATA_ORDER_KEY: json.loads(json.dumps(data_order))}
-        stored = {DATA_ORDER_KEY: self.state["data"]} if self.state.get("data") is not None else data_now
+        stored_order = current_data_order(self.state.get("data"))
+        stored = {DATA_ORDER_KEY: stored_order} if stored_order is not None else data_now
         allowed = allowed_keys(self.cfg, self.num_processes) | ({DATA_ORDER_KEY} if self.changes else set())
         self.changes = {**self.changes, **check_changes(stored, data_now, allowed, self.checkpoint)}
 
