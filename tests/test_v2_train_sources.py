@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from PIL import Image
 
 from vlm2vec.config import ConfigError, DataConfig, PairSourceConfig, load_config
-from vlm2vec.data import BadRowError, PairDataset, build_sources, page_files, read_pairs
+from vlm2vec.data import BadRowError, PairDataset, build_sources, page_files, read_mmeb_train, read_pairs
 from vlm2vec.data.page_sources import read_colpali, read_visrag
 from vlm2vec.data.v2_prompts import VISRAG_PROMPTS
+from vlm2vec.data.v2_sources import v2_source_names
 from vlm2vec.data.video_sources import read_llavahound_caption, read_llavahound_qa
 from vlm2vec.errors import DataError
+from vlm2vec.testing import MMEB_TRAIN_KINDS, write_synthetic_mmeb_train
 from vlm2vec.testing.synthetic_v2_train import (
     conversation,
     png_bytes,
@@ -26,6 +29,8 @@ from vlm2vec.testing.synthetic_v2_train import (
     write_video_frames,
     write_visrag_indomain,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _page(colour) -> bytes:
@@ -194,7 +199,7 @@ def test_build_sources_reads_every_v2_source_by_its_recipe_name_and_weight(tmp_p
     assert [len(s) for s in sources] == [3, 3, 2, 2, 2]
     one_way = build_sources(_v2_config(data, llavahound_caption_directions=["video_retrieval"]))
     assert "video_caption_300k" not in [s.name for s in one_way]
-    with pytest.raises(ConfigError, match="subset_weights are set but data.mmeb_train_dir is not"):
+    with pytest.raises(ConfigError, match="are set but data.mmeb_train_dir is not"):
         build_sources(_v2_config(data, subset_weights={"VisDial": 1.0}))
 
 
@@ -252,3 +257,32 @@ def test_custom_pairs_hold_frame_folders_frame_lists_and_pages_in_every_format(t
     want = [str(tmp_path / p) for p in listed] if fmt != "csv" else 8
     got = list(found.pos.paths) if fmt != "csv" else len(found.pos.videos[0])
     assert got == want
+
+
+@pytest.mark.parametrize("recipe", ["vlm2vec_v2.yaml", "vlm2vec_v2_qwen3vl.yaml"])
+def test_the_v2_recipes_weight_every_source_they_read_as_the_release(recipe):
+    cfg = load_config(ROOT / "configs" / "train" / recipe)
+    read = set(cfg.data.subsets) | set(v2_source_names(cfg.data))
+    assert set(cfg.data.subset_weights) == read and len(read) == 25
+    documents = ("colpali_train_set", "visrag-indomain")
+    videos = ("video_caption_300k", "video_caption_300k-video", "video_qa_240k")
+    share = {
+        kind: sum(w for name, w in cfg.data.subset_weights.items() if (name in names) == inside)
+        for kind, names, inside in (
+            ("image", documents + videos, False),
+            ("doc", documents, True),
+            ("video", videos, True),
+        )
+    }
+    assert share == {"image": 15, "doc": 22, "video": 15}  # the facts: 15 / 22 / 15 of 52
+    assert (cfg.train.per_device_batch_size * 8, cfg.train.max_steps, cfg.train.lr) == (1024, 5000, 5e-5)
+    assert cfg.data.subset_max_rows["MSCOCO_i2t"] == 120000 and cfg.data.num_video_frames == 8
+
+
+def test_per_subset_row_caps_override_the_common_cap_and_a_stray_name_is_named(tmp_path):
+    kinds = {name: MMEB_TRAIN_KINDS[name] for name in ("ImageNet_1K", "MSCOCO_i2t")}
+    root = write_synthetic_mmeb_train(tmp_path, subsets=kinds, rows_per_subset=6)
+    sources = read_mmeb_train(root, max_rows_per_subset=5, max_rows={"MSCOCO_i2t": 2})
+    assert {s.name: len(s) for s in sources} == {"ImageNet_1K": 5, "MSCOCO_i2t": 2}
+    with pytest.raises(DataError, match=r"data\.subset_max_rows names subset\(s\) \['VisDial'\]"):
+        read_mmeb_train(root, max_rows={"VisDial": 2})

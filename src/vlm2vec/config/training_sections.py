@@ -120,6 +120,9 @@ class DataConfig(Section):
     max_rows_per_subset: int | None = opt(
         None, "use at most this many rows of each subset (null: all)", check=AT_LEAST_1
     )
+    subset_max_rows: dict[str, int] = opt(
+        help="per MMEB-train subset: use at most this many rows (overrides max_rows_per_subset)", factory=dict
+    )
     subset_weights: dict[str, float] = opt(
         help="sampling weight per source name (default 1 each)", factory=dict
     )
@@ -181,6 +184,8 @@ class DataConfig(Section):
     def validate(self) -> None:
         for name, weight in self.subset_weights.items():
             check_number(f"data.subset_weights.{name}", weight, POSITIVE)
+        for name, rows in self.subset_max_rows.items():
+            check_number(f"data.subset_max_rows.{name}", rows, AT_LEAST_1)
         for i, pair in enumerate(self.pairs):
             check_fields(pair, f"data.pairs[{i}]")
         wrong = [d for d in self.llavahound_caption_directions if d not in LLAVAHOUND_DIRECTIONS]

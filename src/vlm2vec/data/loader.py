@@ -33,10 +33,13 @@ def build_sources(cfg: DataConfig) -> list[PairSource]:
             image_root=cfg.image_root,
             max_rows_per_subset=cfg.max_rows_per_subset,
             weights=mmeb_weights,
+            max_rows=cfg.subset_max_rows,
             outside_root=cfg.image_paths_outside_root,
         )
-    elif cfg.subsets or mmeb_weights:
-        raise ConfigError("data.subsets / data.subset_weights are set but data.mmeb_train_dir is not")
+    elif cfg.subsets or mmeb_weights or cfg.subset_max_rows:
+        raise ConfigError(
+            "data.subsets / data.subset_weights / data.subset_max_rows are set but data.mmeb_train_dir is not"
+        )
     sources += read_v2_sources(cfg)
     sources += [read_pairs(p, outside_root=cfg.image_paths_outside_root) for p in cfg.pairs]
     if not sources:
