@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from PIL import Image
 
 from .synthetic.images import Scene, render_scene, sample_scene
-from .synthetic_v2 import PAGE_IMAGE, write_parquet
+from .synthetic_v2 import PAGE_IMAGE, drifting_frames, write_parquet
 
 COLPALI_CLONE = "colpali_train_set"
 VISRAG_CLONE = "VisRAG-Ret-Train-In-domain-data"
@@ -92,12 +91,6 @@ def write_video_frames(folder: Path, frames: Sequence[Image.Image]) -> Path:
     for i, frame in enumerate(frames, 1):
         frame.save(folder / f"c01_{i:04d}.jpeg", quality=95)
     return folder
-
-
-def drifting_frames(scene: Scene, count: int) -> list[Image.Image]:
-    """`count` frames of the scene shifted sideways by a few pixels each (a slow pan)."""
-    pixels = np.asarray(render_scene(scene))
-    return [Image.fromarray(np.roll(pixels, 2 * k, axis=1)) for k in range(count)]
 
 
 @dataclass(frozen=True)
