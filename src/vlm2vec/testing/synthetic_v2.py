@@ -248,7 +248,7 @@ def write_beir(
     scenes = scenes or [None] * len(corpus)
     texts = {q: f"question {q}" for q in queries}
     for q, c, score in sorted(qrels, key=lambda r: r[2]):  # the best-graded page last: its caption wins
-        if scenes[corpus.index(c)] is not None and score > 0:
+        if score > 0 and c in corpus and scenes[corpus.index(c)] is not None:
             texts[q] = scenes[corpus.index(c)].caption()
     write_parquet(clone / "queries" / f"{split}-00000-of-00001.parquet",
                   [{"query-id": q, "query": texts[q]} for q in queries])  # fmt: skip
