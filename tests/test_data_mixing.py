@@ -201,3 +201,18 @@ def test_run_length_that_does_not_fit_the_global_batch_is_a_one_line_config_erro
 def test_unknown_preset_or_zero_run_is_a_config_error(setting):
     with pytest.raises(ConfigError, match="data.sub_batch"):
         DataConfig(sub_batch=setting).validate()
+
+
+@pytest.mark.parametrize("run_length", [1, 8])
+def test_share_weights_give_each_source_its_share_whatever_its_size(run_length):
+    """`weight_mode="share"`: sources of 64 and 1,024 rows with weights 1 and 3 bring a quarter and
+    three quarters of the epoch's rows (the small source drawn again as it runs out); `rows` mode
+    would give 64 and 3,072."""
+    s = MixtureBatchSampler([64, 1024], [1.0, 3.0], 32, run_length=run_length, weight_mode="share")
+    rows = Counter(s.locate(i)[0] for b in s.epoch_batches(0) for i in b)
+    total = rows[0] + rows[1]
+    assert total == s.steps_per_epoch * 32
+    assert abs(rows[0] / total - 0.25) < 0.02 and abs(rows[1] / total - 0.75) < 0.02
+    assert s.state_dict()["weight_mode"] == "share"
+    plain = MixtureBatchSampler([64, 1024], [1.0, 3.0], 32, run_length=run_length)
+    assert plain.counts == [64, 3072]

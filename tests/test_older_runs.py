@@ -59,4 +59,4 @@ def test_an_older_data_order_reads_as_its_run_length(whole_batch, run_length):
         "steps_per_epoch": 2,
     }
     order = current_data_order({**old, "per_source_batches": whole_batch})
-    assert order == {**old, "run_length": run_length}
+    assert order == {**old, "run_length": run_length, "weight_mode": "rows"}

@@ -32,6 +32,8 @@ SUB_BATCH_PRESETS: dict[str, Callable[[int], int]] = {
     "release": lambda g: g // 2,  # the V2.0 launch line: 2 sources x 512 per 1,024
     "source": lambda g: g,  # every global batch from one source
 }
+#: how the LLaVA-Hound caption file is read: video -> caption, caption -> video
+LLAVAHOUND_DIRECTIONS = ("caption_retrieval", "video_retrieval")
 
 
 @dataclass
@@ -116,7 +118,7 @@ class PairSourceConfig(Section):
     name: str = opt("pairs", "source name used in logs, errors and data.subset_weights")
     path: str = opt("", "the pair file (.jsonl, .csv or .parquet)")
     image_root: str = opt("", "folder that relative image paths are joined onto")
-    weight: float = opt(1.0, "sampling weight of this source in the mixture", check=AT_LEAST_0)
+    weight: float = opt(1.0, "sampling weight of this source in the mixture", check=POSITIVE)
     qry_text: str = opt("qry", "column holding the query text")
     qry_image: str | None = opt("qry_image_path", "column holding the query image path (null: none)")
     pos_text: str = opt("pos_text", "column holding the positive's text")
@@ -146,6 +148,9 @@ class DataConfig(Section):
     max_rows_per_subset: int | None = opt(
         None, "use at most this many rows of each subset (null: all)", check=AT_LEAST_1
     )
+    subset_max_rows: dict[str, int] = opt(
+        help="per MMEB-train subset: use at most this many rows (overrides max_rows_per_subset)", factory=dict
+    )
     subset_weights: dict[str, float] = opt(
         help="sampling weight per source name (default 1 each)", factory=dict
     )
@@ -157,6 +162,12 @@ class DataConfig(Section):
         "same-source runs per global batch: iid (1 row) | paper (64) | release (half the batch) | "
         "source (the whole batch) | a row count dividing the global batch",
     )
+    weight_mode: str = opt(
+        "rows",
+        "what a source weight means: rows (a multiple of its rows per epoch) | share (its share of the "
+        "epoch's rows, the reference's sampling weights, whatever the source's size)",
+        choices=("rows", "share"),
+    )
     num_workers: int = opt(0, "DataLoader worker processes that read images and collate", check=AT_LEAST_0)
     skip_bad_rows: bool = opt(False, "skip and count unusable rows instead of stopping")
     num_hard_negatives: int = opt(0, "hard negatives per query read from the neg_* columns", check=AT_LEAST_0)
@@ -165,6 +176,47 @@ class DataConfig(Section):
     )
     num_video_frames: int = opt(
         8, "frames per video, evenly spaced as MMEB-V2 (all when a video has fewer)", check=AT_LEAST_1
+    )
+    # the VLM2Vec-V2 training sources in their published layouts (docs/training.md); weights by source
+    # name in data.subset_weights
+    colpali_train_dir: str | None = opt(
+        None, "clone of vidore/colpali_train_set (data/train-*.parquet): source colpali_train_set"
+    )
+    colpali_direction: str = opt(
+        "reference",
+        "colpali rows: reference (page + question -> answer, as the V2.0 release) | retrieval (question -> page)",
+        choices=("reference", "retrieval"),
+    )
+    visrag_indomain_dir: str | None = opt(
+        None,
+        "clone of openbmb/VisRAG-Ret-Train-In-domain-data (data/train-*.parquet): source visrag-indomain",
+    )
+    visrag_synthetic_dir: str | None = opt(
+        None,
+        "clone of the VisRAG synthetic set (in the paper, not in the V2.0 recipe): source visrag-synthetic",
+    )
+    page_cache_dir: str | None = opt(
+        None, "where pages stored in parquet are written, <dir>/<source>/ (null: <clone>/pages)"
+    )
+    llavahound_caption_file: str | None = opt(
+        None,
+        "LLaVA-Hound video_caption_300k.jsonl: sources video_caption_300k (video -> caption) and "
+        "video_caption_300k-video (caption -> video)",
+    )
+    llavahound_caption_directions: list[str] = opt(
+        help="directions the caption file is trained in: caption_retrieval, video_retrieval (both: the reference)",
+        factory=lambda: list(LLAVAHOUND_DIRECTIONS),
+    )
+    llavahound_qa_file: str | None = opt(
+        None, "LLaVA-Hound QA jsonl (video_240k_caption_15k.jsonl in the V2.0 recipe): source video_qa_240k"
+    )
+    llavahound_qa_max_rows: int | None = opt(
+        None,
+        "first N rows of the QA file (240000: the download script's subset; null: all, as the recipe)",
+        check=AT_LEAST_1,
+    )
+    llavahound_frames_dir: str | None = opt(
+        None, "frame root of the LLaVA-Hound videos: <dir>/<video>/ holds each video's JPEG frames"
     )
 
     def validate(self) -> None:
@@ -177,9 +229,23 @@ class DataConfig(Section):
         if isinstance(self.sub_batch, int):
             check_number("data.sub_batch", self.sub_batch, AT_LEAST_1)
         for name, weight in self.subset_weights.items():
-            check_number(f"data.subset_weights.{name}", weight, AT_LEAST_0)
+            check_number(f"data.subset_weights.{name}", weight, POSITIVE)
+        for name, rows in self.subset_max_rows.items():
+            check_number(f"data.subset_max_rows.{name}", rows, AT_LEAST_1)
         for i, pair in enumerate(self.pairs):
             check_fields(pair, f"data.pairs[{i}]")
+        wrong = [d for d in self.llavahound_caption_directions if d not in LLAVAHOUND_DIRECTIONS]
+        if wrong or not self.llavahound_caption_directions:
+            raise ConfigError(
+                f"data.llavahound_caption_directions must be a non-empty list of {list(LLAVAHOUND_DIRECTIONS)}, "
+                f"got {self.llavahound_caption_directions}",
+                key="data.llavahound_caption_directions",
+            )
+        if (self.llavahound_caption_file or self.llavahound_qa_file) and not self.llavahound_frames_dir:
+            raise ConfigError(
+                "data.llavahound_frames_dir is not set: the LLaVA-Hound files name frame folders under it",
+                key="data.llavahound_frames_dir",
+            )
 
     def run_length(self, global_batch_size: int) -> int:
         """Rows per same-source run in a global batch of `global_batch_size` (`data.sub_batch`); a

@@ -15,13 +15,16 @@ from .mixing import MixtureBatchSampler
 from .mmeb_train import read_mmeb_train
 from .pairs import read_pairs
 from .records import PairSource
+from .v2_sources import read_v2_sources, v2_source_names
 
 logger = logging.getLogger(__name__)
 
 
 def build_sources(cfg: DataConfig) -> list[PairSource]:
-    """MMEB-train subsets (when `mmeb_train_dir` is set) followed by the custom pair files."""
+    """MMEB-train subsets (when `mmeb_train_dir` is set), the V2 sources, then the custom pair files."""
     sources: list[PairSource] = []
+    v2_names = v2_source_names(cfg)
+    mmeb_weights = {k: w for k, w in cfg.subset_weights.items() if k not in v2_names}
     if cfg.mmeb_train_dir:
         sources += read_mmeb_train(
             cfg.mmeb_train_dir,
@@ -29,14 +32,18 @@ def build_sources(cfg: DataConfig) -> list[PairSource]:
             split=cfg.split,
             image_root=cfg.image_root,
             max_rows_per_subset=cfg.max_rows_per_subset,
-            weights=cfg.subset_weights,
+            weights=mmeb_weights,
+            max_rows=cfg.subset_max_rows,
             outside_root=cfg.image_paths_outside_root,
         )
-    elif cfg.subsets or cfg.subset_weights:
-        raise ConfigError("data.subsets / data.subset_weights are set but data.mmeb_train_dir is not")
+    elif cfg.subsets or mmeb_weights or cfg.subset_max_rows:
+        raise ConfigError(
+            "data.subsets / data.subset_weights / data.subset_max_rows are set but data.mmeb_train_dir is not"
+        )
+    sources += read_v2_sources(cfg)
     sources += [read_pairs(p, outside_root=cfg.image_paths_outside_root) for p in cfg.pairs]
     if not sources:
-        raise ConfigError("no training data: set data.mmeb_train_dir and/or data.pairs")
+        raise ConfigError("no training data: set data.mmeb_train_dir, a V2 source and/or data.pairs")
     return sources
 
 
@@ -75,6 +82,7 @@ def build_train_loader(
         per_device_batch_size * world_size,
         seed=seed,
         run_length=cfg.run_length(per_device_batch_size * world_size),
+        weight_mode=cfg.weight_mode,
         num_replicas=world_size,
         rank=rank,
         start_step=start_step,

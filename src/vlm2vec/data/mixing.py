@@ -3,7 +3,8 @@ every epoch, resumable.
 
 Semantics of a source weight `w`: in every epoch each source contributes `round(w * len(source))`
 rows, drawn without replacement (so `w = 1` is every row once, `0.5` a fresh random half each epoch,
-`2` every row twice). Each source's rows of the epoch are cut into runs of `run_length` (S) rows (a
+`2` every row twice); with `weight_mode="share"` a weight is instead the source's share of the
+epoch, `w / sum(w)` of all sources' rows together (the reference's sampling weights). Each source's rows of the epoch are cut into runs of `run_length` (S) rows (a
 tail shorter than S is dropped), the runs of all sources are shuffled together, and consecutive runs
 fill the global batches (S divides the global batch G). A run's source is thus drawn in proportion to
 the rows each source brings to the epoch. S = 1 is i.i.d. rows (every row's source drawn on its own);
@@ -29,6 +30,15 @@ import numpy as np
 from ..errors import DataError
 
 
+def rows_per_epoch(sizes: Sequence[int], weights: Sequence[float], weight_mode: str = "rows") -> list[int]:
+    """Rows each source brings to an epoch: `rows`: w x its rows; `share`: w / sum(w) of all sources'
+    rows together (the reference's sampling weights: a source's share does not follow its size)."""
+    if weight_mode == "share":
+        total, weight_sum = sum(sizes), sum(weights)
+        return [int(round(w / weight_sum * total)) for w in weights]
+    return [int(round(w * n)) for w, n in zip(weights, sizes)]
+
+
 class MixtureBatchSampler:
     """Yields this rank's rows of each step from `start_step` to `max_steps`, as (global index, step)
     pairs: the step seeds what a row draws when it is loaded (one of several positives).
@@ -45,6 +55,7 @@ class MixtureBatchSampler:
         *,
         seed: int = 0,
         run_length: int = 1,
+        weight_mode: str = "rows",
         num_replicas: int = 1,
         rank: int = 0,
         start_step: int = 0,
@@ -70,7 +81,8 @@ class MixtureBatchSampler:
         self.start_step = int(start_step)
         self.max_steps = max_steps
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        self.counts = [int(round(w * n)) for w, n in zip(self.weights, self.sizes)]
+        self.weight_mode = weight_mode
+        self.counts = rows_per_epoch(self.sizes, self.weights, weight_mode)
         runs_per_batch = self.global_batch_size // self.run_length
         self.steps_per_epoch = sum(c // self.run_length for c in self.counts) // runs_per_batch
         if self.steps_per_epoch == 0:
@@ -148,6 +160,7 @@ class MixtureBatchSampler:
             "weights": dict(zip(self.names, self.weights)),
             "global_batch_size": self.global_batch_size,
             "run_length": self.run_length,
+            "weight_mode": self.weight_mode,
             "steps_per_epoch": self.steps_per_epoch,
         }
 

@@ -81,8 +81,10 @@ def read_mmeb_train(
     max_rows_per_subset: int | None = None,
     weights: Mapping[str, float] | None = None,
     outside_root: bool = False,
+    max_rows: Mapping[str, int] | None = None,
 ) -> list[PairSource]:
-    """One `PairSource` per chosen subset (all found when `subsets` is empty), first rows if capped."""
+    """One `PairSource` per chosen subset (all found when `subsets` is empty), first rows if capped
+    (`max_rows[subset]`, else `max_rows_per_subset`)."""
     splits = choices_of(DataConfig, "split")
     if split not in splits:
         raise DataError(f"MMEB-train split must be one of {splits}, got {split!r}")
@@ -96,12 +98,11 @@ def read_mmeb_train(
         raise DataNotFoundError(
             f"MMEB-train: subset(s) {unknown} not found for split '{split}' under {root}; available: {found}"
         )
-    weights = dict(weights or {})
-    stray = [k for k in weights if k not in chosen]
-    if stray:
-        raise DataError(
-            f"data.subset_weights names subset(s) {stray} that are not being read; chosen: {chosen}"
-        )
+    weights, max_rows = dict(weights or {}), dict(max_rows or {})
+    for key, table in (("subset_weights", weights), ("subset_max_rows", max_rows)):
+        stray = [k for k in table if k not in chosen]
+        if stray:
+            raise DataError(f"data.{key} names subset(s) {stray} that are not being read; chosen: {chosen}")
     if max_rows_per_subset is not None and max_rows_per_subset <= 0:
         raise DataError(f"data.max_rows_per_subset must be positive, got {max_rows_per_subset}")
     image_root = Path(image_root) if image_root else root
@@ -111,7 +112,7 @@ def read_mmeb_train(
             s,
             split,
             image_root=image_root,
-            max_rows=max_rows_per_subset,
+            max_rows=max_rows.get(s, max_rows_per_subset),
             weight=weights.get(s, 1.0),
             outside_root=outside_root,
         )

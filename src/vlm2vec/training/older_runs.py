@@ -51,10 +51,13 @@ def current_definition(
 
 
 def current_data_order(stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The sampler's stored fingerprint in today's terms (`per_source_batches` -> `run_length`)."""
-    if stored is None or "per_source_batches" not in stored:
-        return stored
-    order = dict(stored)
-    whole_batch = order.pop("per_source_batches")
-    order["run_length"] = order["global_batch_size"] if whole_batch else 1
+    """The sampler's stored fingerprint in today's terms (`per_source_batches` -> `run_length`; no
+    `weight_mode`: weights scaled rows)."""
+    if stored is None:
+        return None
+    order = {**stored}
+    if "per_source_batches" in order:
+        whole_batch = order.pop("per_source_batches")
+        order["run_length"] = order["global_batch_size"] if whole_batch else 1
+    order.setdefault("weight_mode", "rows")
     return order
