@@ -2,7 +2,8 @@
 
 Files are written to a temp name beside the target, then `os.replace`d into place; an interrupted run
 leaves only `*.tmp-*` files, which every reader here ignores. Folders (checkpoints, saved models) are
-built under a temp name and swapped in with `replace_dir`.
+built under a temp name and swapped in with `replace_dir`, which gives them the mode of a plain
+`mkdir` (a temp folder is private until then).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,23 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def publish_mode(folder: str | os.PathLike) -> None:
+    """Make a folder built under a temp name readable as the umask allows, like any file the user
+    writes: `tempfile.mkdtemp` makes it 0700, and libraries that write through their own temp files
+    (safetensors via transformers) leave those 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder = Path(folder)
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            path = Path(root) / name
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | (0o555 & ~mask))
+        for name in files:
+            path = Path(root) / name
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | (0o444 & ~mask))
+
+
 def replace_dir(
     tmp: str | os.PathLike, final: str | os.PathLike, old: str | os.PathLike | None = None
 ) -> Path:
@@ -58,6 +77,7 @@ def replace_dir(
     renamed aside (to `old`, default `.<name>.old`), so at every moment either the old or the new folder
     is complete on disk, and a crash in between leaves the old one where recovery can find it."""
     tmp, final = Path(tmp), Path(final)
+    publish_mode(tmp)
     if final.exists():
         old = Path(old) if old is not None else final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -43,9 +43,9 @@ def run_command(fn: Callable[[], Any], *, debug: bool | None = None) -> int:
     and SIGTERM end it with one line (on the main rank) and return 130 / 143. Anything else is a bug
     and propagates with its traceback. Returns `fn`'s int result or 0."""
     debug = debug_enabled() if debug is None else debug
-    raise_on_signals()
     try:
-        result = fn()
+        with raise_on_signals():
+            result = fn()
     except UserError as exc:
         if debug:
             traceback.print_exc()

@@ -353,6 +353,5 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
                 pq.write_table(table, tmp)
         atomic_write_json(out / "mine.json", {"settings": dataclasses.asdict(m), "stats": stats.as_dict()})
         write_report(out, stats, cfg, training_overrides(cfg))
-        print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
     barrier(state)
     return stats

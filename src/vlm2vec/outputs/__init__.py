@@ -12,6 +12,7 @@ from .ownership import (
     OutputFolderError,
     OutputOwnedError,
     claim_output,
+    digest,
     overwrite_requested,
     read_owner,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "OutputLockedError",
     "OutputOwnedError",
     "claim_output",
+    "digest",
     "format_summary",
     "overwrite_requested",
     "print_summary",

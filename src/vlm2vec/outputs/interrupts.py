@@ -57,10 +57,18 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-def raise_on_signals() -> None:
-    """SIGTERM raises `Interrupted` like SIGINT raises `KeyboardInterrupt` (the commands install it)."""
-    if _main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupted)
+@contextlib.contextmanager
+def raise_on_signals() -> Iterator[None]:
+    """Within the block SIGTERM raises `Interrupted` like SIGINT raises `KeyboardInterrupt` (the
+    commands run in it); the previous handler comes back afterwards."""
+    if not _main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class StopRequest:

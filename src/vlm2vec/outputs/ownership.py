@@ -12,6 +12,7 @@ A folder without `owner.json` (written by an older version) is adopted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -42,6 +43,12 @@ class OutputFolderError(UserError, OSError):
 def overwrite_requested() -> bool:
     """Whether `--overwrite` was given to this command."""
     return os.environ.get(OVERWRITE_ENV, "").lower() not in ("", "0", "false", "no")
+
+
+def digest(value: Any) -> str:
+    """A short stable hash of a JSON value (settings, a config section), for `match`."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def read_owner(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -90,12 +97,16 @@ class OutputClaim:
         )
 
     def release(self) -> None:
-        """Unlock; remove the folder if this claim created it and nothing was written into it."""
+        """Unlock; remove the folder (and `owner.json`) if this claim created it and nothing else was
+        written into it."""
         if self.lock is None:
             return
         self.lock.release()
         if self.created is None:
             return
+        owner = self.folder / OWNER_FILE
+        if owner.is_file() and [p.name for p in self.folder.iterdir()] == [OWNER_FILE]:
+            owner.unlink()  # recorded by this claim in the folder it created; nothing else written
         for folder in (self.folder, *self.folder.parents):  # empty ones only, up to what it created
             if not folder.is_dir() or any(folder.iterdir()):
                 return
@@ -188,6 +199,7 @@ __all__ = [
     "OutputFolderError",
     "OutputOwnedError",
     "claim_output",
+    "digest",
     "overwrite_requested",
     "read_owner",
 ]
