@@ -289,17 +289,13 @@ def print_eval_summary(summary: dict[str, Any], out: Path) -> None:
         ("summary", out / "summary.json"),
     ]
     if v2:
-        score = (
-            f"overall {summary['overall']['value']:.1f}" if isinstance(summary.get("overall"), dict) else ""
-        )
+        value = (summary.get("overall") or {}).get("value")
         cover = f"{len(summary['datasets'])}/78 tasks scored"
     else:
-        score = (
-            f"overall {summary['overall']:.1f}" if summary.get("overall") is not None else "no overall score"
-        )
+        value = summary.get("overall")
         cov = summary["coverage"]["overall"]
         cover = f"{cov['datasets']}/{cov['of']} datasets"
-    figures = [f for f in (score, cover) if f]
+    figures = [f"overall {value:.1f}" if value is not None else "no overall score", cover]
     if summary["missing"]:
         figures.append(f"{len(summary['missing'])} missing (partial)")
     print_summary(f"eval: results in {out}", written, figures, f"vlm2vec compare {out} OTHER_EVAL_DIR")

@@ -112,8 +112,9 @@ def rerun_command(*, resume: bool = False) -> str:
     asked and missing); a distributed run says to use the same launcher."""
     argv = list(sys.argv)
     prog = Path(argv[0]).name if argv else "vlm2vec"
-    if prog == "__main__.py":
-        head = [Path(sys.executable).name, "-m", "vlm2vec.commands"]
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if prog == "__main__.py" and spec is not None:  # python -m package
+        head = [Path(sys.executable).name, "-m", spec.parent or spec.name]
     elif prog.endswith(".py"):
         head = [Path(sys.executable).name, argv[0]]
     else:
