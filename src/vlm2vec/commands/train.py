@@ -47,7 +47,7 @@ def _print_summary(cfg: Config, result: TrainResult) -> None:
         figures.append(f"last loss {result.loss:.4f}")
     figures.append(f"{result.skipped_rows} rows skipped")
     if result.final_dir is None:  # train.stop_at_step stopped it early
-        print_summary(f"train: stopped at step {result.step}", written, figures, rerun_command(resume=True))
+        print_summary(f"train: stopped at step {result.step}", written, figures, rerun_command("--resume"))
         return
     print_summary(
         f"train: model saved to {result.final_dir}",

@@ -76,8 +76,11 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum = 0
+        self.pid = os.getpid()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self.pid:  # a DataLoader worker forked with the handler: its process decides
+            return
         if self.signum:  # asked twice: stop now
             raise Interrupted(signum, "stopped at once on a second signal; nothing of this step was saved")
         self.signum = signum
@@ -107,9 +110,10 @@ def stop_at_step_boundary() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
-def rerun_command(*, resume: bool = False) -> str:
-    """The command line of this process, as a user would type it again (with `--resume` added when
-    asked and missing); a distributed run says to use the same launcher."""
+def rerun_command(resume_flag: str | None = None) -> str:
+    """The command line of this process, as a user would type it again, with `resume_flag`
+    (`--resume`, `--resume-if-present`) added unless it already asks to resume; a distributed run
+    says to use the same launcher."""
     argv = list(sys.argv)
     prog = Path(argv[0]).name if argv else "vlm2vec"
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
@@ -120,10 +124,10 @@ def rerun_command(*, resume: bool = False) -> str:
     else:
         head = [prog]
     args = argv[1:]
-    if resume and not any(
+    if resume_flag and not any(
         a in ("--resume", "--resume-if-present") or a.startswith("--train.resume") for a in args
     ):
-        args.append("--resume")
+        args.append(resume_flag)
     line = shlex.join([*head, *args])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         line += " (under the same launcher)"

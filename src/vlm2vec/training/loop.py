@@ -93,7 +93,8 @@ def train(
         details={"model": cfg.model.path},
         key="train.output_dir",
         main=accelerator.is_main_process,
-        continue_hint=f"stopped before the first step of this start; nothing new was saved in {out}",
+        continue_hint=f"stopped outside a step; the newest checkpoint in {out} (if any) is kept: "
+        f"continue with {rerun_command('--resume-if-present')}",
     )
     with claim:
         return _train(cfg, accelerator, claim, model, loss_fn)
@@ -151,7 +152,7 @@ def _train(
                 if signum:
                     raise Interrupted(
                         signum,
-                        f"checkpoint of step {step} saved in {saved}; resume with: {rerun_command(resume=True)}",
+                        f"checkpoint of step {step} saved in {saved}; resume with: {rerun_command('--resume')}",
                     )
         finally:
             progress.close()
