@@ -1,7 +1,8 @@
 """SIGTERM and SIGINT (real signals, a real training process) stop a training at the next step
 boundary with a checkpoint, one line naming the resume command and the shell's exit status; resuming
 gives the weights and losses of an uninterrupted run. While the first training holds the folder, a
-second one into it is refused in one line naming the first."""
+second one into it is refused in one line naming the first. Under torchrun a signal to one rank stops
+every rank at the same step (no rank is left waiting in the checkpoint's collectives)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from launching import ROOT, run_train
+from launching import ROOT, free_port, run_train
 from vlm2vec.config import Config, DataConfig, TrainConfig, save_config
 from vlm2vec.testing import tiny_model_config
 from vlm2vec.testing.synthetic import write_synthetic_mmeb_train
@@ -127,3 +128,45 @@ def test_sigterm_and_sigint_checkpoint_at_a_step_boundary_and_resume_equal_an_un
     resumed = load_file(out / "final" / "adapter_model.safetensors")
     assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
     assert _losses(out) == _losses(tmp_path / "whole")
+
+
+def _worker_of_rank(launcher: int, rank: str) -> int | None:
+    """The pid of the torchrun worker with RANK=`rank` among the launcher's children (None yet)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    for pid in children.read_text().split() if children.is_file() else []:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return int(pid)
+    return None
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_with_one_checkpoint(tmp_path, tiny_qwen_dir):
+    data_dir = write_synthetic_mmeb_train(
+        tmp_path / "mmeb", subsets={"ImageNet_1K": "classification"}, rows_per_subset=16, splits=["original"]
+    )
+    config, out = _config(tmp_path, tiny_qwen_dir, data_dir, "ddp"), tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(ROOT / "train.py"), "--config", str(config)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while _logged_steps(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker = _worker_of_rank(proc.pid, "1")
+    assert proc.poll() is None and worker is not None, "the run ended before it could be interrupted"
+    os.kill(worker, signal.SIGTERM)  # only rank 1 is told: rank 0 learns it at the step boundary
+    _, err = proc.communicate(timeout=300)  # a rank left behind in a collective would hang here
+    lines = [
+        line for line in err.splitlines() if line.startswith("interrupted (SIGTERM): checkpoint of step ")
+    ]
+    assert len(lines) == 1, err[-3000:]  # printed once, by rank 0
+    step = int(lines[0].split("checkpoint of step ")[1].split()[0])
+    checkpoint = out / "checkpoints" / f"step-{step:08d}"
+    assert (checkpoint / "trainer_state.json").is_file() and not (out / "final").exists(), err[-3000:]
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == step
+    assert list((out / "checkpoints").iterdir()) == [checkpoint]
