@@ -16,10 +16,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from eval_fakes import FakeEncoder
 from launching import ROOT
-from vlm2vec.atomic_files import replace_dir
+from vlm2vec.atomic_files import atomic_path, replace_dir
 from vlm2vec.commands import main as cli_main
 from vlm2vec.commands.corpus_claims import claim_embed, claim_mine
 from vlm2vec.config import Config, DataConfig, EmbedConfig, EvalConfig, MineConfig, ModelConfig
@@ -224,9 +226,12 @@ def test_saved_model_folder_is_group_readable(tmp_path, tiny_qwen_dir):
         saved = EmbeddingModel.from_config(tiny_model_config("qwen2_vl", tiny_qwen_dir)).save_pretrained(
             tmp_path / "model"
         )
+        with atomic_path(tmp_path / "vectors.safetensors") as file:  # as the vector store writes
+            save_file({"v": torch.zeros(2)}, str(file))
     finally:
         os.umask(old)
     for folder in (tmp_path / "plain", saved):
         mode = stat.S_IMODE(folder.stat().st_mode)
         assert mode & stat.S_IRGRP and mode & stat.S_IXGRP, oct(mode)
-    assert all(stat.S_IMODE(f.stat().st_mode) & stat.S_IRGRP for f in saved.iterdir())
+    files = [*saved.iterdir(), tmp_path / "vectors.safetensors"]
+    assert all(stat.S_IMODE(f.stat().st_mode) & stat.S_IRGRP for f in files), files

@@ -1,6 +1,7 @@
 """Atomic writes: a reader sees the old complete file (or folder) or the new one, never a partial one.
 
-Files are written to a temp name beside the target, then `os.replace`d into place; an interrupted run
+Files are written to a temp name beside the target, then `os.replace`d into place, readable as the
+umask allows whatever library wrote them; an interrupted run
 leaves only `*.tmp-*` files, which every reader here ignores. Folders (checkpoints, saved models) are
 built under a temp name and swapped in with `replace_dir`, which gives them the mode of a plain
 `mkdir` (a temp folder is private until then).
@@ -30,6 +31,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        _add_read_bits(tmp, _umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -53,21 +55,30 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def publish_mode(folder: str | os.PathLike) -> None:
-    """Make a folder built under a temp name readable as the umask allows, like any file the user
-    writes: `tempfile.mkdtemp` makes it 0700, and libraries that write through their own temp files
-    (safetensors via transformers) leave those 0600."""
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
+    return mask
+
+
+def _add_read_bits(path: Path, mask: int) -> None:
+    """Add the read (and, for folders, search) bits the umask allows; libraries that write through
+    their own temp files (safetensors) leave them 0600."""
+    wanted = (0o555 if path.is_dir() else 0o444) & ~mask
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode | wanted != mode:
+        os.chmod(path, mode | wanted)
+
+
+def publish_mode(folder: str | os.PathLike) -> None:
+    """Make a folder built under a temp name readable as the umask allows, like any file the user
+    writes: `tempfile.mkdtemp` makes it 0700, and the files in it may be 0600 (see `_add_read_bits`)."""
+    mask = _umask()
     folder = Path(folder)
     os.chmod(folder, 0o777 & ~mask)
     for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            path = Path(root) / name
-            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | (0o555 & ~mask))
-        for name in files:
-            path = Path(root) / name
-            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | (0o444 & ~mask))
+        for name in [*dirs, *files]:
+            _add_read_bits(Path(root) / name, mask)
 
 
 def replace_dir(
