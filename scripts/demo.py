@@ -32,8 +32,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _written_by_demo(folder: str | os.PathLike) -> bool:
+    from vlm2vec.outputs import read_owner
+
+    return (read_owner(folder) or {}).get("program") == Path(__file__).name
+
+
+def _start_afresh(run_dir: Path) -> None:
+    """Remove the run folder of an earlier demo; refuse any other non-empty folder (never deleted)."""
+    from vlm2vec.outputs import OutputOwnedError
+
+    if _written_by_demo(run_dir):
+        shutil.rmtree(run_dir)
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise OutputOwnedError(
+            f"train.output_dir {run_dir} holds a run the demo did not write: pass another --train.output_dir, or remove it"
+        )
+
+
 def main(argv: list[str]) -> int:
     os.chdir(ROOT)  # the demo config uses paths relative to the repository
+    from vlm2vec.commands.running import name_deepspeed_accelerator
+
+    name_deepspeed_accelerator()
     from vlm2vec import EmbeddingModel
     from vlm2vec.commands.train import run
     from vlm2vec.config import load_config
@@ -51,14 +72,15 @@ def main(argv: list[str]) -> int:
 
     def evaluate(model_dir: str, out: str, **v2) -> dict:
         model = EmbeddingModel.from_pretrained(model_dir, max_length=cfg.model.max_length)
-        return evaluate_model(model, replace(cfg.eval, **{"output_dir": out, "batch_size": 32, **v2}))
+        eval_cfg = replace(cfg.eval, **{"output_dir": out, "batch_size": 32, **v2})
+        return evaluate_model(model, eval_cfg, overwrite=_written_by_demo(out))  # a folder of an earlier demo
 
     print("\n[demo] 1/3 evaluating the untrained tiny model on the held-out synthetic MMEB-eval folder")
     before = evaluate(cfg.model.path, str(Path(cfg.train.output_dir).parent / "eval-untrained"))
     print(format_table(before, per_dataset=False))
 
     print(f"\n[demo] 2/3 training ({cfg.train.max_steps} steps, batch {cfg.train.per_device_batch_size})")
-    shutil.rmtree(cfg.train.output_dir, ignore_errors=True)  # the demo's own run folder: start afresh
+    _start_afresh(Path(cfg.train.output_dir))
     result = run(cfg)
 
     print("\n[demo] 3/3 evaluating the trained model")

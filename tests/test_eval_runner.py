@@ -87,7 +87,7 @@ def test_encoded_items_equal_distinct_items_and_cache_makes_rerun_encode_nothing
 def test_changed_model_does_not_reuse_results_or_cache(small_folder, tmp_path):
     evaluate_model(FakeEncoder(seed=0), _cfg(small_folder, tmp_path))
     other = FakeEncoder(seed=1)
-    evaluate_model(other, _cfg(small_folder, tmp_path))
+    evaluate_model(other, _cfg(small_folder, tmp_path), overwrite=True)  # another model's folder: asked for
     assert other.rows_encoded == _distinct_items(small_folder, SMALL)
 
 

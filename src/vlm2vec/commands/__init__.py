@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ..errors import USER_ERROR_EXIT
+from ..outputs.ownership import OVERWRITE_ENV
 from .argv import ACTION_FLAGS, FLAG_OVERRIDES, ParsedCLI, parse_cli, split_cli
 from .help import TRAIN_OPTIONS, config_help
-from .running import DEBUG_ENV, debug_enabled, run_command
+from .running import DEBUG_ENV, debug_enabled, name_deepspeed_accelerator, run_command
 
 
 class Command(NamedTuple):
@@ -98,6 +99,9 @@ def run_config_command(name: str, argv: list[str], *, prog: str | None = None) -
     if "--print-config" in parsed.flags:
         sys.stdout.write(dump_config(parsed.config))
         return 0
+    if "--overwrite" in parsed.flags:
+        os.environ[OVERWRITE_ENV] = "1"  # read by every output claim of this command, on every rank
+    name_deepspeed_accelerator()
     fn = _target(command.target)
     if command.explicit:
         fn(parsed.config, explicit=parsed.explicit)

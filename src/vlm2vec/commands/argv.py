@@ -17,14 +17,14 @@ FLAG_OVERRIDES = {
     "--resume-if-present": "--train.resume_if_present=true",
 }
 #: flags that change what the command does, not the config
-ACTION_FLAGS = ("--help", "-h", "--print-config", "--debug")
+ACTION_FLAGS = ("--help", "-h", "--print-config", "--debug", "--overwrite")
 
 
 @dataclass
 class ParsedCLI:
     """What `parse_cli` returns: the resolved `config`, the raw `overrides`, the `section.key`s the
     YAML file or a flag set (`explicit`), where each key was set (`sources`: key -> file:line or flag),
-    the config file (`config_path`) and the action flags given (`flags`: --print-config, --debug)."""
+    the config file (`config_path`) and the action flags given (`flags`: --print-config, --debug, --overwrite)."""
 
     config: Config
     overrides: list[str]

@@ -24,10 +24,21 @@ def run(argv: list[str] | None = None) -> int:
         default=Path("compare"),
         help="where to write compare.md/.csv/.png (default: ./compare)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write over an output folder that holds another comparison (or another command's output)",
+    )
     args = parser.parse_args(argv)
     from ..evaluation.compare import run_compare
+    from ..outputs import claim_output
 
-    md = run_compare(args.runs, args.output_dir)
+    runs = [str(p.resolve()) for p in args.runs]
+    with claim_output(
+        args.output_dir, "compare", {"runs": runs}, key="--output-dir", overwrite=args.overwrite
+    ) as claim:
+        claim.record()
+        md = run_compare(args.runs, args.output_dir)
     print(md.read_text(), end="")
     print(
         f"wrote {md}, {md.with_suffix('.csv')}, {md.with_name('compare_groups.csv')}, {md.with_suffix('.png')}"

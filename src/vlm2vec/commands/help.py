@@ -13,6 +13,7 @@ CONFIG_OPTIONS = [
     ("--config FILE", "YAML config file (sections model, data, train, eval)"),
     ("--section.key=VALUE", "override one key; VALUE is YAML (1e-5, true, null, [a, b], {A: 2})"),
     ("--print-config", "print the resolved config as YAML and exit"),
+    ("--overwrite", "write into an output folder that holds another run's or model's results"),
     ("--debug", f"show the traceback of expected errors (or {DEBUG_ENV}=1)"),
     ("-h, --help", "show this help and exit"),
 ]

@@ -1,4 +1,4 @@
-"""`vlm2vec train` / train.py: logging set-up, the run, and a clean exit in distributed runs. Expected
+"""`vlm2vec train` / train.py: logging set-up, the run, its summary, and a clean exit in distributed runs. Expected
 errors (`UserError`) propagate to `running.run_command`, which prints them as one line (exit 2); in a
 distributed run each rank leaves at once instead (see `_leave`), printing the line itself, prefixed
 with its rank.
@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from ..config import Config
 from ..errors import USER_ERROR_EXIT, UserError, user_message
+from ..outputs import Interrupted, print_summary, rerun_command
 from ..training import TrainResult, train
 from .running import debug_enabled
 
@@ -33,6 +34,27 @@ def _leave(code: int) -> None:
     if code == 0:
         dist.destroy_process_group()
     os._exit(code)
+
+
+def _print_summary(cfg: Config, result: TrainResult) -> None:
+    out = result.output_dir
+    if result.finished_before:
+        print(f"run in {out} is already finished (step {result.step}); model in {result.final_dir}")
+        return
+    written = [("metrics", out / "metrics.jsonl"), ("checkpoints", out / "checkpoints")]
+    figures = [f"step {result.step} of {cfg.train.max_steps}"]
+    if result.loss is not None:
+        figures.append(f"last loss {result.loss:.4f}")
+    figures.append(f"{result.skipped_rows} rows skipped")
+    if result.final_dir is None:  # train.stop_at_step stopped it early
+        print_summary(f"train: stopped at step {result.step}", written, figures, rerun_command("--resume"))
+        return
+    print_summary(
+        f"train: model saved to {result.final_dir}",
+        [("model", result.final_dir), *written],
+        figures,
+        f"vlm2vec eval --config configs/eval/mmeb.yaml --model.path={result.final_dir}",
+    )
 
 
 def run(cfg: Config, explicit: set[str] | None = None) -> TrainResult:
@@ -54,18 +76,19 @@ def run(cfg: Config, explicit: set[str] | None = None) -> TrainResult:
             traceback.print_exc()
         print(f"error: [rank {rank}] {user_message(exc)}", file=sys.stderr)
         _leave(USER_ERROR_EXIT)
+    except Interrupted as exc:
+        if not _distributed():
+            raise
+        if rank == "0":
+            print(f"interrupted ({exc.signal_name}): {exc.message}", file=sys.stderr)
+        _leave(exc.exit_code)
     except BaseException:
         if _distributed():
             logging.getLogger(__name__).exception("training failed")
             _leave(1)
         raise
     if rank == "0":
-        if result.finished_before:
-            print(
-                f"run in {result.output_dir} is already finished (step {result.step}); model in {result.final_dir}"
-            )
-        elif result.final_dir is not None:
-            print(f"model saved to {result.final_dir}")
+        _print_summary(cfg, result)
     if _distributed():
         _leave(0)
     return result

@@ -191,6 +191,4 @@ def run_embed(cfg: Config, explicit: set[str] | None = None) -> Path:
     if state.is_main_process:
         save_config(dataclasses.replace(cfg, model=model.cfg), out / "config.yaml")  # what ran
     embed_corpus(model, corpus, out, cfg.embed, state=state)
-    if state.is_main_process:
-        print(f"embedded {len(corpus)} items into {out}")
     return out

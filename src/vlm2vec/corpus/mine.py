@@ -368,7 +368,6 @@ def run_mine(cfg: Config, explicit: set[str] | None = None) -> MineStats | None:
         record = {"settings": dataclasses.asdict(m), "model_fingerprint": qmanifest["model_fingerprint"]}
         atomic_write_json(out / "mine.json", {**record, "stats": stats.as_dict()})
         write_report(out, stats, cfg, training_overrides(cfg))
-        print(f"mined {stats.rows_written} rows into {out / 'train'}; report: {out / 'report.md'}")
     barrier(state)
     if stats is not None and stats.rows_written == 0:  # files of zero rows would train on nothing
         raise CorpusError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_files import atomic_path, atomic_write_json, atomic_write_text
+from ..outputs import print_summary
 from .metrics import METRICS
 from .registry import META_TASKS, MMEB_DATASETS, PUBLISHED_RESULTS, SHORT_NAMES
 
@@ -78,13 +79,14 @@ TIE_NOTES = {
 
 
 def partial_note(summary: dict[str, Any]) -> str:
-    """'' for a full run; otherwise one sentence: how many datasets the means run over, what is missing."""
+    """'' for a full run; otherwise one sentence: how many datasets the means run over and how many
+    are missing (each report lists the missing ones once, by name, in its own section)."""
     if not summary.get("partial"):
         return ""
     cov = summary["coverage"]["overall"]
     text = f"PARTIAL: means over {cov['datasets']} of the {cov['of']} MMEB datasets, not comparable with the published rows"
     if summary["missing"]:
-        text += f"; missing: {', '.join(summary['missing'])}"
+        text += f"; {len(summary['missing'])} missing"
     return text + "."
 
 
@@ -163,8 +165,8 @@ def format_table(summary: dict[str, Any], per_dataset: bool = True) -> str:
                 + "".join(_fmt(r[m], 13) for m in METRICS)
                 + str(r["num_queries"]).rjust(13)
             )
-    for name, info in summary["missing"].items():
-        lines.append(f"missing: {name} ({info.get('reason', '')})")
+    if per_dataset:  # the short table only counts them (partial_note)
+        lines += [f"missing: {name} ({info.get('reason', '')})" for name, info in summary["missing"].items()]
     return "\n".join(lines)
 
 
@@ -276,6 +278,27 @@ def plot_meta_tasks(summary: dict[str, Any], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return Path(path)
+
+
+def print_eval_summary(summary: dict[str, Any], out: Path) -> None:
+    """The end-of-run summary of `vlm2vec eval` (V1 or V2): reports, headline score, next command."""
+    v2 = "modalities" in summary
+    written = [
+        ("report", out / "summary.md"),
+        ("per dataset", out / "datasets"),
+        ("summary", out / "summary.json"),
+    ]
+    if v2:
+        value = (summary.get("overall") or {}).get("value")
+        cover = f"{len(summary['datasets'])}/78 tasks scored"
+    else:
+        value = summary.get("overall")
+        cov = summary["coverage"]["overall"]
+        cover = f"{cov['datasets']}/{cov['of']} datasets"
+    figures = [f"overall {value:.1f}" if value is not None else "no overall score", cover]
+    if summary["missing"]:
+        figures.append(f"{len(summary['missing'])} missing (partial)")
+    print_summary(f"eval: results in {out}", written, figures, f"vlm2vec compare {out} OTHER_EVAL_DIR")
 
 
 def write_reports(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

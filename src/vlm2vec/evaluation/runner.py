@@ -25,6 +25,7 @@ process returns the same summary, and only the main process writes files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from ..encoding import (
     load_embedding_model,
     model_fingerprint,
 )
+from ..outputs import OutputClaim, claim_output
 from .metrics import METRICS, QueryScores, check_tie_rule, metrics_from_ranks, score_queries
 from .mmeb_eval import (
     DatasetError,
@@ -54,7 +56,7 @@ from .mmeb_eval import (
     load_eval_dataset,
 )
 from .registry import MMEB_DATASETS, dataset_info, select_datasets
-from .reports import build_summary, partial_note, write_reports
+from .reports import build_summary, print_eval_summary, write_reports
 from .result_settings import batch_layout, data_signature, load_finished, result_settings
 from .side_encoding import encode_sides, schedule_side
 from .v2_runner import evaluate_v2
@@ -204,19 +206,19 @@ def _evaluate_v2(
     eval_cfg: EvalConfig,
     state: ProcessState,
     stats: EvalStats,
-    model_name: str | None,
+    model_name: str,
     model_settings: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The MMEB-V2 run, its image block evaluated by `evaluate_model` itself."""
-    model.eval()
     return evaluate_v2(
         model,
         eval_cfg,
         state=state,
         stats=stats,
         fingerprint=model_fingerprint(model),
-        evaluate_images=evaluate_model,
-        model_name=model_name or _model_name(model),
+        # <output_dir>/image lies in the folder claimed for this model already
+        evaluate_images=functools.partial(evaluate_model, overwrite=True),
+        model_name=model_name,
         model_settings=model_settings,
         config={**_config_dict(model, eval_cfg), "eval": dataclasses.asdict(eval_cfg)},
     )
@@ -230,27 +232,67 @@ def evaluate_model(
     stats: EvalStats | None = None,
     model_name: str | None = None,
     model_settings: dict[str, Any] | None = None,
+    overwrite: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` (`processor` + `encode`) on `eval_cfg.data_dir` (or, with `eval.benchmark:
     mmeb_v2`, on the MMEB-V2 tasks: `v2_runner`); write results; return the summary.
 
     Every process must call this under a multi-process launch; all return the same summary.
     `model_settings` (where the model's settings came from, overrides) is recorded in the summary.
+    `eval.output_dir` must be new, or hold this model's results (`claim_eval_folder`); `overwrite`
+    writes over another model's (None: the `--overwrite` flag).
     """
     check_tie_rule(eval_cfg.ties)
     state = state or process_state()
     stats = stats if stats is not None else EvalStats()
-    if eval_cfg.benchmark == "mmeb_v2":
-        return _evaluate_v2(model, eval_cfg, state, stats, model_name, model_settings)
-    if not eval_cfg.data_dir:
+    if eval_cfg.benchmark != "mmeb_v2" and not eval_cfg.data_dir:
         raise ConfigError("eval.data_dir is not set: point it at a local MMEB-eval folder")
-    out = Path(eval_cfg.output_dir)
-    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.cache_dir else out / "cache"
     model.eval()
     fingerprint = model_fingerprint(model)
+    name = model_name or _model_name(model)
+    with claim_eval_folder(eval_cfg, fingerprint, name, state, overwrite) as claim:
+        claim.record()
+        if eval_cfg.benchmark == "mmeb_v2":
+            return _evaluate_v2(model, eval_cfg, state, stats, name, model_settings)
+        return _evaluate_v1(model, eval_cfg, state, stats, name, model_settings, fingerprint)
+
+
+def claim_eval_folder(
+    eval_cfg: EvalConfig, fingerprint: str, model_name: str, state: ProcessState, overwrite: bool | None
+) -> OutputClaim:
+    """Claim `eval.output_dir` for this model: the same model's folder is reused (its finished
+    datasets and cache), another model's is refused unless `overwrite`."""
+    out = Path(eval_cfg.output_dir)
+    return claim_output(
+        out,
+        "eval",
+        {"model": fingerprint},
+        details={
+            "model": f"{model_name} [{fingerprint[:12]}]",
+            "data": eval_cfg.v2_root or eval_cfg.data_dir,
+        },
+        key="eval.output_dir",
+        overwrite=overwrite,
+        main=state.is_main_process,
+        continue_hint=f"finished datasets and cached item reps in {out} are kept; run the same command again to continue",
+    )
+
+
+def _evaluate_v1(
+    model: Any,
+    eval_cfg: EvalConfig,
+    state: ProcessState,
+    stats: EvalStats,
+    model_name: str,
+    model_settings: dict[str, Any] | None,
+    fingerprint: str,
+) -> dict[str, Any]:
+    """The MMEB-V1 run of `evaluate_model` in its claimed folder."""
+    out = Path(eval_cfg.output_dir)
+    cache_dir = Path(eval_cfg.cache_dir) if eval_cfg.cache_dir else out / "cache"
     present, missing = select_present(eval_cfg)
-    if missing:
-        logger.warning("partial run: %d dataset(s) missing: %s", len(missing), ", ".join(missing))
+    if missing:  # named once, in the reports
+        logger.warning("partial run: %d selected dataset(s) missing; the reports list them", len(missing))
 
     records: dict[str, dict[str, Any]] = {}
     for name in present:
@@ -287,7 +329,7 @@ def evaluate_model(
     summary = build_summary(
         records,
         missing,
-        model=model_name or _model_name(model),
+        model=model_name,
         fingerprint=fingerprint,
         config=_config_dict(model, eval_cfg),
         ties=eval_cfg.ties,
@@ -295,8 +337,6 @@ def evaluate_model(
     )
     if state.is_main_process:
         write_reports(summary, out)
-        if summary["partial"]:
-            logger.warning("%s", partial_note(summary))
     barrier(state)
     return summary
 
@@ -317,11 +357,12 @@ def run_evaluation(cfg: Any, explicit: set[str] | None = None) -> dict[str, Any]
     ran = dataclasses.replace(cfg, model=getattr(model, "cfg", resolved.cfg))
     if state.is_main_process:
         logger.info("%s", resolved.describe())
-        save_config(ran, Path(cfg.eval.output_dir) / "config.yaml")
     summary = evaluate_model(model, cfg.eval, state=state, model_settings=resolved.report())
     if state.is_main_process:
+        save_config(ran, Path(cfg.eval.output_dir) / "config.yaml")  # in the folder claimed for this model
         print(resolved.describe())
         print(format_v2_table(summary) if cfg.eval.benchmark == "mmeb_v2" else format_table(summary))
+        print_eval_summary(summary, Path(cfg.eval.output_dir))
     return summary
 
 

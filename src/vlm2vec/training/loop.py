@@ -8,7 +8,10 @@ states, so `--resume` continues exactly where the checkpoint left off; `resume.R
 the run is the same one (or that each difference was allowed).
 
 Nothing is written before the config, the data sources and the model have been checked: the output
-folder, `config.yaml` (what runs from this start on) and `history.jsonl` appear just before step one.
+folder is only claimed (`outputs.claim_output`: a lock file, no second writer), and `owner.json`,
+`config.yaml` (what runs from this start on) and `history.jsonl` appear just before step one. SIGINT
+and SIGTERM stop the run at the next step boundary (the same one on every rank), with a checkpoint and
+the resume command (`outputs.Interrupted`, exit status 130 / 143).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ..errors import ModelLoadError, UserError, unwrap_worker_error
 from ..gradcache import GradCache
 from ..losses import build_loss
 from ..model import EmbeddingModel, move_batch
+from ..outputs import Interrupted, OutputClaim, claim_output, rerun_command, stop_at_step_boundary
 from .checkpoint import install_trainable_only_hook, latest_checkpoint, save_checkpoint
 from .engine import build_accelerator, deepspeed_float_dtype, fsdp2_requested
 from .export import export_model
@@ -84,11 +88,34 @@ def train(
     in code is checked here. `explicit`: the keys the YAML file or a flag set (None: those that differ
     from the defaults); the base model folder's own settings apply to the others, as at evaluation.
     """
-    t, out = cfg.train, Path(cfg.train.output_dir)
     if not validated:
         validate_config(cfg)
     cfg = with_base_folder_defaults(cfg, explicit)
     accelerator = build_accelerator(cfg)
+    out = Path(cfg.train.output_dir)
+    claim = claim_output(
+        out,
+        "train",
+        {},  # which run it continues is the resume contract's to check (resume.RunStart)
+        details={"model": cfg.model.path},
+        key="train.output_dir",
+        main=accelerator.is_main_process,
+        continue_hint=f"stopped outside a step; the newest checkpoint in {out} (if any) is kept: "
+        f"continue with {rerun_command('--resume-if-present')}",
+    )
+    with claim:
+        return _train(cfg, accelerator, claim, model, loss_fn)
+
+
+def _train(
+    cfg: Config,
+    accelerator: Accelerator,
+    claim: OutputClaim,
+    model: EmbeddingModel | None,
+    loss_fn: LossFn | None,
+) -> TrainResult:
+    """`train` in the claimed output folder."""
+    t, out = cfg.train, Path(cfg.train.output_dir)
     start = RunStart.decide(cfg, accelerator)
     if start.finished:
         return _already_finished(start)
@@ -103,6 +130,7 @@ def train(
     loader, sampler = _train_loader(cfg, sources, unwrapped, negatives, accelerator, start.step)
     start.check_data_order(sampler.state_dict())
     if accelerator.is_main_process:  # everything checked: from here on the run is what config.yaml says
+        claim.record()
         start.record()
 
     loss_fn = build_loss(cfg) if loss_fn is None else loss_fn
@@ -110,25 +138,32 @@ def train(
     progress = _start_progress(cfg, accelerator, start, unwrapped, sampler.epochs)
     stop_at = progress.stop_at
     step, loss = start.step, None
-    try:
-        for batch in _batches(loader, stop_at - step):
-            data_time = progress.lap()
-            loss, norm = steps.backward(batch)
-            if not math.isfinite(loss) or (norm is not None and not math.isfinite(norm)):
-                progress.stopped(step + 1, loss, norm)
-                raise NonFiniteLossError(_non_finite_message(step + 1, loss, norm, batch, out))
-            lr = steps.update()
-            step += 1
-            masked = getattr(loss_fn, "masked", None) if t.mask_false_negatives else None
-            progress.step_done(step, loss, norm, lr, data_time, steps.counts(batch), batch, masked)
-            if _checkpoint_due(cfg, step, stop_at):
-                state = start.checkpoint_state(sampler.state_dict(), progress.skipped_rows, loss)
-                save_checkpoint(
-                    accelerator, out, step, state, keep_last=t.keep_last, trainable_only=trainable_only
-                )
-                progress.lap()  # saving is not part of the next step's time
-    finally:
-        progress.close()
+    with stop_at_step_boundary() as stop:  # workers forked from here on inherit the handlers
+        try:
+            for batch in _batches(loader, stop_at - step):
+                data_time = progress.lap()
+                loss, norm = steps.backward(batch)
+                if not math.isfinite(loss) or (norm is not None and not math.isfinite(norm)):
+                    progress.stopped(step + 1, loss, norm)
+                    raise NonFiniteLossError(_non_finite_message(step + 1, loss, norm, batch, out))
+                lr = steps.update()
+                step += 1
+                masked = getattr(loss_fn, "masked", None) if t.mask_false_negatives else None
+                progress.step_done(step, loss, norm, lr, data_time, steps.counts(batch), batch, masked)
+                signum = _agreed_stop(accelerator, stop.signum)
+                if _checkpoint_due(cfg, step, stop_at) or signum:
+                    state = start.checkpoint_state(sampler.state_dict(), progress.skipped_rows, loss)
+                    saved = save_checkpoint(
+                        accelerator, out, step, state, keep_last=t.keep_last, trainable_only=trainable_only
+                    )
+                    progress.lap()  # saving is not part of the next step's time
+                if signum:
+                    raise Interrupted(
+                        signum,
+                        f"checkpoint of step {step} saved in {saved}; resume with: {rerun_command('--resume')}",
+                    )
+        finally:
+            progress.close()
 
     final_dir = export_model(accelerator, model, out, merged=t.save_merged) if step >= t.max_steps else None
     accelerator.wait_for_everyone()
@@ -325,6 +360,15 @@ def _start_progress(
         epochs=epochs,
         enabled=main,
     )
+
+
+def _agreed_stop(accelerator: Accelerator, signum: int) -> int:
+    """The stop signal any rank received (0: none), the same on every rank: all stop at the same step
+    boundary, or the checkpoint's collectives would wait forever for the ranks that went on."""
+    if accelerator.num_processes == 1:
+        return signum
+    flags = accelerator.gather(torch.tensor([signum], device=accelerator.device))
+    return int(flags.max())
 
 
 def _checkpoint_due(cfg: Config, step: int, stop_at: int) -> bool:
