@@ -99,7 +99,7 @@ def _case(name: str):
         ),
         "output folder is a file": lambda f: (
             [*_texts(f, "texts"), f"--embed.output_dir={f['root'] / 'a_file'}"],
-            f"{f['root'] / 'a_file'}: File exists; a file stands where a folder is needed",
+            f"embed.output_dir {f['root'] / 'a_file'} is a file, not a folder: choose another embed.output_dir",
         ),
         "unknown meta-task": lambda f: (
             [

@@ -94,9 +94,8 @@ def local_texts(rank: int) -> tuple[list, list]:
 
 def build(backbone: str, folder: str, lora: bool, checkpointing: bool = False) -> EmbeddingModel:
     torch.manual_seed(0)
-    cfg = tiny_model_config(
-        backbone, folder, lora=lora, lora_r=4, lora_dropout=0.1, gradient_checkpointing=checkpointing
-    )
+    adapter = {"lora_r": 4, "lora_dropout": 0.1} if lora else {}
+    cfg = tiny_model_config(backbone, folder, lora=lora, gradient_checkpointing=checkpointing, **adapter)
     model = EmbeddingModel.from_config(cfg)
     if lora:  # LoRA B starts at zero (A would get no gradient): make both matter
         g = torch.Generator().manual_seed(1)
