@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE = 1
 export WANDB_MODE = offline
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install test test-fast lint demo bench
+.PHONY: install test test-slow lint demo bench
 
 # torch first: an already installed torch (e.g. your CUDA build) is kept; otherwise the CPU 2.13 wheel.
 install:
@@ -18,11 +18,13 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# the suite on 2 processes (pytest-xdist); multi-process and end-to-end checks are marked slow and run
+# by `make test-slow` (CI runs both: .ci/run)
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
-test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+test-slow: install
+	$(PY) -m pytest -q -n 2 -m slow
 
 # prepare the demo's assets (tiny model, synthetic data under .demo/), then evaluate, train, evaluate
 demo: install

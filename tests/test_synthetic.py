@@ -329,3 +329,17 @@ def test_bad_arguments_raise_a_clear_error(tmp_path: Path, call, message: str) -
     with pytest.raises(ValueError, match=message):
         call(tmp_path)
     assert not any(tmp_path.rglob("*.parquet"))
+
+
+def test_demo_v2_slice_is_kept_when_current_and_written_again_when_older(tmp_path):
+    """The demo reuses its V2 slice only when an earlier demo wrote this version of it: figures on an
+    older slice (another content) would not be this demo's."""
+    from vlm2vec.testing.demo_assets import prepare_demo_v2_slice
+
+    root = tmp_path / "mmeb-v2"
+    assert prepare_demo_v2_slice(root) == root
+    assert prepare_demo_v2_slice(root) is None
+    (root / "demo-slice.json").unlink()  # as an earlier demo left it
+    (root / "video-tasks" / "left-over").mkdir()
+    assert prepare_demo_v2_slice(root) == root
+    assert not (root / "video-tasks" / "left-over").exists()

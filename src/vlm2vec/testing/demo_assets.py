@@ -9,7 +9,9 @@ a fresh random model. Existing folders are left alone, so a second run reuses th
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 
 from ..config import Config, ConfigError
@@ -89,7 +91,14 @@ def prepare_demo_v2_slice(root: str | Path) -> Path | None:
     from .synthetic_v2 import write_synthetic_v2
 
     root = Path(root)
+    stamp, version = root / "demo-slice.json", {"scenes": True, "seed": 1}
     if (root / "video-tasks").is_dir() and (root / "visdoc-tasks").is_dir():
-        return None
+        if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == version:
+            return None
+        # a slice an earlier demo wrote in another version: its figures would not be this demo's
+        logger.info("demo: %s holds an older demo slice; writing it again", root)
+        shutil.rmtree(root)
     logger.info("demo: writing the synthetic MMEB-V2 slice to %s", root)
-    return write_synthetic_v2(root, scenes=True, seed=1)
+    written = write_synthetic_v2(root, scenes=True, seed=1)
+    stamp.write_text(json.dumps(version), encoding="utf-8")
+    return written
