@@ -72,13 +72,29 @@ def test_image_and_text_only_batches_record_the_same_module_trace(tiny_backbone,
         assert len(module_trace(model, run(["a red circle", "blue"]))) < len(trace)
 
 
+def _launch_worker(tmp_path_factory, folders, name: str, *args: str) -> tuple[dict, list[dict]]:
+    """One two-process launch of the lockstep worker: the one-process references (both ranks' share)
+    and each rank's runs."""
+    out = tmp_path_factory.mktemp(name) / "result"
+    folder_arg = json.dumps({k: str(v) for k, v in folders.items()})
+    launch(
+        SCRIPTS / "lockstep_worker.py",
+        "--out",
+        str(out),
+        "--folders",
+        folder_arg,
+        *args,
+        nproc=2,
+        timeout=600,
+    )
+    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
+    return {**ranks[0]["refs"], **ranks[1]["refs"]}, [rank["runs"] for rank in ranks]
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, folders):
-    out = tmp_path_factory.mktemp("lockstep") / "result"
-    folder_arg = json.dumps({k: str(v) for k, v in folders.items()})
-    launch(SCRIPTS / "lockstep_worker.py", "--out", str(out), "--folders", folder_arg, nproc=2, timeout=600)
-    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
-    return {**ranks[0]["refs"], **ranks[1]["refs"]}, ranks[0]["runs"]
+    refs, runs = _launch_worker(tmp_path_factory, folders, "lockstep")
+    return refs, runs[0]
 
 
 def _ids(s):
@@ -116,21 +132,9 @@ VIDEO_BACKBONES = ("qwen2_vl", "qwen3_vl")
 
 @pytest.fixture(scope="module")
 def video_results(tmp_path_factory, folders):
-    out = tmp_path_factory.mktemp("lockstep_videos") / "result"
-    folder_arg = json.dumps({k: str(v) for k, v in folders.items()})
     args = ["--videos", "--engines", "zero3", "--backbones", ",".join(VIDEO_BACKBONES)]
-    launch(
-        SCRIPTS / "lockstep_worker.py",
-        "--out",
-        str(out),
-        "--folders",
-        folder_arg,
-        *args,
-        nproc=2,
-        timeout=600,
-    )
-    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
-    return {**ranks[0]["refs"], **ranks[1]["refs"]}, ranks[0]["runs"]
+    refs, runs = _launch_worker(tmp_path_factory, folders, "lockstep_videos", *args)
+    return refs, runs[0]
 
 
 @pytest.mark.slow
@@ -183,21 +187,8 @@ BUDGET_SCENARIOS = [("zero3", "qwen2_vl", lora, b) for lora in (False, True) for
 
 @pytest.fixture(scope="module")
 def budget_results(tmp_path_factory, folders):
-    out = tmp_path_factory.mktemp("lockstep_budgets") / "result"
-    folder_arg = json.dumps({k: str(v) for k, v in folders.items()})
     args = ["--videos", "--budgets", "--engines", "zero3", "--backbones", "qwen2_vl"]
-    launch(
-        SCRIPTS / "lockstep_worker.py",
-        "--out",
-        str(out),
-        "--folders",
-        folder_arg,
-        *args,
-        nproc=2,
-        timeout=600,
-    )
-    ranks = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
-    return {**ranks[0]["refs"], **ranks[1]["refs"]}, [rank["runs"] for rank in ranks]
+    return _launch_worker(tmp_path_factory, folders, "lockstep_budgets", *args)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The output claims of `vlm2vec embed` and `vlm2vec mine`: what makes a re-run the same job (its model
+"""The output claims of `vlm2vec embed`, `vlm2vec mine` and `vlm2vec index`: what makes a re-run the same job (its model
 settings, its corpus or training data, its settings), so that a re-run reuses the folder's cache and a
 different job is refused instead of replacing the earlier vectors or mined set (see
 `outputs.claim_output`). Only where and how fast to write is left out."""
@@ -64,4 +64,20 @@ def claim_mine(cfg: Config) -> OutputClaim:
     )
 
 
-__all__ = ["claim_embed", "claim_mine"]
+def claim_index(cfg: Config) -> OutputClaim:
+    """Claim `index.output_dir` for this vector folder and index settings (a rebuild replaces its own
+    parts; another index's folder is refused instead)."""
+    out = Path(cfg.index.output_dir)
+    corpus = os.path.abspath(cfg.index.corpus_dir) if cfg.index.corpus_dir else None
+    return claim_output(
+        out,
+        "index",
+        {"corpus": corpus, "settings": digest(_settings(cfg.index))},
+        details={"corpus": cfg.index.corpus_dir},
+        key="index.output_dir",
+        main=_main(),
+        continue_hint=f"the index in {out} is written at the end; run the same command again to build it",
+    )
+
+
+__all__ = ["claim_embed", "claim_index", "claim_mine"]
