@@ -108,6 +108,11 @@ def test_embed_index_and_search_commands_chain_on_a_tiny_model(tmp_path, tiny_qw
                     "--search.k=12", f"--search.output_dir={tmp_path / 's'}"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "k=12 but it holds 11 items" in err and "index.json" in err
+    # another search into a search's folder, another index into the flat index's folder: refused
+    assert vlm2vec(["search", *model, f"--search.target={tmp_path / 'emb'}", "--search.query_source=texts",
+                    f"--search.queries={queries}", "--search.k=2", f"--search.output_dir={tmp_path / 'search-emb'}"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search.output_dir" in err
     # another index into the flat index's folder is refused (its parts would be replaced), one line
     assert vlm2vec(["index", f"--index.corpus_dir={tmp_path / 'emb'}", f"--index.output_dir={tmp_path / 'ix'}",
                     "--index.kind=hnsw", "--index.recall_queries=4"]) == 2  # fmt: skip

@@ -1,4 +1,4 @@
-"""The output claims of `vlm2vec embed`, `vlm2vec mine` and `vlm2vec index`: what makes a re-run the same job (its model
+"""The output claims of `vlm2vec embed`, `mine`, `index` and `search`: what makes a re-run the same job (its model
 settings, its corpus or training data, its settings), so that a re-run reuses the folder's cache and a
 different job is refused instead of replacing the earlier vectors or mined set (see
 `outputs.claim_output`). Only where and how fast to write is left out."""
@@ -14,7 +14,17 @@ from ..config import Config
 from ..outputs import OutputClaim, claim_output, digest
 
 #: settings that change where or how fast the work is done, not its result
-_NOT_IDENTITY = {"output_dir", "cache_dir", "batch_size", "num_workers", "chunk_items", "shard_rows"}
+_NOT_IDENTITY = {
+    "output_dir",
+    "cache_dir",
+    "batch_size",
+    "num_workers",
+    "chunk_items",
+    "shard_rows",
+    "device",
+    "query_block",
+    "corpus_block",
+}
 
 
 def _settings(section: Any) -> dict[str, Any]:
@@ -80,4 +90,19 @@ def claim_index(cfg: Config) -> OutputClaim:
     )
 
 
-__all__ = ["claim_embed", "claim_index", "claim_mine"]
+def claim_search(cfg: Config) -> OutputClaim:
+    """Claim `search.output_dir` for this model, target and queries (the same search again rewrites its
+    results; another search's folder is refused instead)."""
+    out = Path(cfg.search.output_dir)
+    return claim_output(
+        out,
+        "search",
+        {"model": _model(cfg), "search": digest(_settings(cfg.search))},
+        details={"target": cfg.search.target, "queries": cfg.search.queries},
+        key="search.output_dir",
+        main=_main(),
+        continue_hint=f"the encoded queries are cached in {out}; run the same command again to continue",
+    )
+
+
+__all__ = ["claim_embed", "claim_index", "claim_mine", "claim_search"]
