@@ -8,11 +8,10 @@ translated). The sampler's stored data order ages the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
-from ..config import Config
+from ..config import Config, to_dict
 
 #: old key -> (new key, old value -> new value)
 RENAMED_SETTINGS: dict[str, tuple[str, dict[Any, Any]]] = {
@@ -22,14 +21,12 @@ RENAMED_SETTINGS: dict[str, tuple[str, dict[Any, Any]]] = {
 
 
 def _defaults(cfg: Config) -> dict[str, Any]:
-    """`section.key -> default` of the run-defining sections, as JSON values."""
-    flat: dict[str, Any] = {}
-    for section in ("model", "data", "train"):
-        for f in dataclasses.fields(getattr(cfg, section)):
-            if f.default is not dataclasses.MISSING:
-                flat[f"{section}.{f.name}"] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                flat[f"{section}.{f.name}"] = f.default_factory()
+    """`section.key -> default` of the run-defining sections, flattened as `run_definition` flattens."""
+    flat = {
+        f"{section}.{key}": value
+        for section in ("model", "data", "train")
+        for key, value in to_dict(type(getattr(cfg, section))()).items()
+    }
     return json.loads(json.dumps(flat))
 
 
